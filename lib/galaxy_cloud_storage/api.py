@@ -1,0 +1,144 @@
+"""The plugin's API routes, in Galaxy's style: a thin router, the logic in the managers."""
+
+import logging
+from typing import (
+    Annotated,
+    Callable,
+)
+
+from fastapi import (
+    Body,
+    Path,
+    Request,
+)
+from fastapi.routing import APIRoute
+
+from galaxy import exceptions
+from galaxy.managers.context import ProvidesUserContext
+from galaxy.schema.fields import DecodedDatabaseIdField
+from galaxy.webapps.galaxy.api import (
+    depends,
+    DependsOnTrans,
+    DependsOnUser,
+    Router,
+)
+from .authz.manager import CloudAuthzManager
+from .schema import (
+    CloudAuthzListResponse,
+    CloudAuthzResponse,
+    CreateCloudAuthzPayload,
+    UpdateCloudAuthzPayload,
+)
+
+log = logging.getLogger(__name__)
+
+TAG = "cloud"
+TAG_METADATA = {
+    "name": TAG,
+    "description": "Copy objects between cloud buckets (Amazon S3, Azure Blob Storage, Google Cloud Storage, "
+    "OpenStack Swift) and Galaxy histories, with short-lived credentials that Galaxy obtains from your "
+    "OpenID Connect login through a cloud authorization (`/api/cloud/authz`).",
+}
+
+# Every route needs a logged-in user (API key, session or OIDC bearer token).
+router = Router(tags=[TAG], dependencies=[DependsOnUser])
+
+
+class PayloadTooLarge(exceptions.MessageException):
+    status_code = 413
+    err_code = exceptions.error_codes.error_codes_by_name["USER_REQUEST_INVALID_PARAMETER"]
+
+
+class LimitedBodyRoute(APIRoute):
+    """Refuses a request body above the admin's ``max_request_bytes`` before it is parsed."""
+
+    max_request_bytes = 1024 * 1024  # set from the admin's config when the plugin is mounted
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def limited_handler(request: Request):
+            limit = LimitedBodyRoute.max_request_bytes
+            declared = request.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                raise PayloadTooLarge(f"Request body larger than {limit} bytes.")
+            if request.method in ("POST", "PUT", "PATCH"):
+                received = bytearray()
+                async for chunk in request.stream():
+                    received += chunk
+                    if len(received) > limit:
+                        raise PayloadTooLarge(f"Request body larger than {limit} bytes.")
+                # Starlette keeps a read body here; FastAPI's handler then parses it from memory.
+                request._body = bytes(received)
+            return await handler(request)
+
+        return limited_handler
+
+
+AuthzIdPathParam = Annotated[
+    DecodedDatabaseIdField,
+    Path(..., title="Authorization ID", description="The encoded id of one of your cloud authorizations."),
+]
+
+
+@router.cbv
+class FastAPICloudAuthz:
+    manager: CloudAuthzManager = depends(CloudAuthzManager)
+
+    @router.get(
+        "/api/cloud/authz",
+        summary="List your cloud authorizations.",
+        response_description="Your cloud authorizations; secret config fields are shown as `********`.",
+    )
+    def index(self, trans: ProvidesUserContext = DependsOnTrans) -> CloudAuthzListResponse:
+        return [self.manager.serialize(authz) for authz in self.manager.index(trans)]
+
+    @router.post(
+        "/api/cloud/authz",
+        summary="Authorize Galaxy to reach a cloud on your behalf.",
+        response_description="The new authorization; use its `id` as `authz_id` in get and send.",
+        route_class_override=LimitedBodyRoute,
+    )
+    def create(
+        self,
+        trans: ProvidesUserContext = DependsOnTrans,
+        payload: CreateCloudAuthzPayload = Body(...),
+    ) -> CloudAuthzResponse:
+        """Creates a cloud authorization: how Galaxy turns your OpenID Connect login into short-lived
+        credentials for one cloud (AWS STS web identity, an Azure federated credential, GCP workload
+        identity federation, Keystone federation). A secret-bearing config is accepted only where the
+        admin allows it, and is kept in Galaxy's vault, never shown again."""
+        return self.manager.serialize(self.manager.create(trans, payload))
+
+    @router.get(
+        "/api/cloud/authz/{authz_id}",
+        summary="Show one of your cloud authorizations.",
+    )
+    def show(self, authz_id: AuthzIdPathParam, trans: ProvidesUserContext = DependsOnTrans) -> CloudAuthzResponse:
+        return self.manager.serialize(self.manager.get_owned(trans, authz_id))
+
+    @router.put(
+        "/api/cloud/authz/{authz_id}",
+        summary="Change one of your cloud authorizations.",
+        route_class_override=LimitedBodyRoute,
+    )
+    def update(
+        self,
+        authz_id: AuthzIdPathParam,
+        trans: ProvidesUserContext = DependsOnTrans,
+        payload: UpdateCloudAuthzPayload = Body(...),
+    ) -> CloudAuthzResponse:
+        """Updates the description, the identity, or the whole config (validated as on create)."""
+        return self.manager.serialize(self.manager.update(trans, authz_id, payload))
+
+    @router.delete(
+        "/api/cloud/authz/{authz_id}",
+        summary="Delete one of your cloud authorizations.",
+        response_description="The deleted authorization, as it was.",
+    )
+    def delete(self, authz_id: AuthzIdPathParam, trans: ProvidesUserContext = DependsOnTrans) -> CloudAuthzResponse:
+        """Deletes the authorization and any secret of it kept in Galaxy's vault."""
+        authz = self.manager.get_owned(trans, authz_id)
+        deleted = self.manager.serialize(authz)
+        self.manager.delete(trans, authz)
+        return deleted

@@ -1,0 +1,1 @@
+"""Cloud authorization records: what they hold, where their secrets live, who may use them."""
