@@ -17,10 +17,16 @@ from . import database
 
 
 def database_url(galaxy_config_file: Optional[str], explicit: Optional[str]) -> str:
-    url = explicit or os.environ.get("GALAXY_CONFIG_DATABASE_CONNECTION")
+    # Galaxy's order (galaxy.util.properties.load_app_properties): the OVERRIDE variable, then
+    # galaxy.yml, then the plain variable.
+    url = explicit or os.environ.get("GALAXY_CONFIG_OVERRIDE_DATABASE_CONNECTION")
     if not url and galaxy_config_file:
-        with open(galaxy_config_file) as fh:
-            url = ((yaml.safe_load(fh) or {}).get("galaxy") or {}).get("database_connection")
+        try:
+            with open(galaxy_config_file) as fh:
+                url = ((yaml.safe_load(fh) or {}).get("galaxy") or {}).get("database_connection")
+        except OSError as e:
+            raise SystemExit(f"Cannot read {galaxy_config_file}: {e}")
+    url = url or os.environ.get("GALAXY_CONFIG_DATABASE_CONNECTION")
     if not url:
         raise SystemExit("No database: pass --database-url, or -c with a galaxy.yml that sets database_connection")
     return url
