@@ -56,6 +56,8 @@ def _insert_before_catch_all(app: FastAPI) -> list:
     app.include_router(router, responses=ERROR_RESPONSES)
     added = routes[before:]
     del routes[before:]
+    for route in added:
+        route.tags = list(dict.fromkeys(route.tags))  # the router's tags get added twice
     # Galaxy mounts its legacy WSGI app at "/" last; a route after it is never reached.
     catch_all = next((i for i, r in enumerate(routes) if isinstance(r, Mount) and r.path == ""), len(routes))
     routes[catch_all:catch_all] = added

@@ -37,6 +37,8 @@ class CloudStorageTestCase(IntegrationTestCase):
         config["data_manager_config_file"] = ""
         config["webhooks_dir"] = None
         config["tool_path"] = BUNDLED_TOOLS
+        # No network here: nothing may try to download a container tool at start.
+        config.update(conda_auto_init=False, enable_mulled_containers=False, involucro_auto_init=False)
         workdir = tempfile.mkdtemp(prefix="gcs-test-config-")
         if cls.with_vault:
             vault_file = os.path.join(workdir, "vault_conf.yml")
