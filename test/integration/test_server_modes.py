@@ -86,14 +86,17 @@ def test_gunicorn_with_gravity_command_line(tmp_path, galaxy_digest_before):
     assert installed_galaxy_digest() == galaxy_digest_before
 
 
-def test_uvicorn_factory_under_url_prefix(tmp_path, galaxy_digest_before):
+def uvicorn(factory):
     def command(port):
         return [
-            os.path.join(VENV_BIN, "uvicorn"), "--factory", "galaxy_cloud_storage.mount:factory",
-            "--host", "127.0.0.1", "--port", str(port),
+            os.path.join(VENV_BIN, "uvicorn"), "--factory", factory, "--host", "127.0.0.1", "--port", str(port),
         ]  # fmt: skip
 
-    process, port, galaxy_yml = serve(tmp_path, command, galaxy_url_prefix="/galaxy")
+    return command
+
+
+def test_uvicorn_factory_under_url_prefix_then_galaxy_without_plugin(tmp_path, galaxy_digest_before):
+    process, port, galaxy_yml = serve(tmp_path, uvicorn("galaxy_cloud_storage.mount:factory"), galaxy_url_prefix="/galaxy")
     base = f"http://127.0.0.1:{port}/galaxy"
     try:
         localgalaxy.wait_until_up(base, process)
@@ -103,3 +106,15 @@ def test_uvicorn_factory_under_url_prefix(tmp_path, galaxy_digest_before):
     finally:
         localgalaxy.stop(process)
     assert installed_galaxy_digest() == galaxy_digest_before
+
+    # The plugin removed: Galaxy's stock factory on the same database, which holds the plugin's tables.
+    process = localgalaxy.start(uvicorn("galaxy.webapps.galaxy.fast_factory:factory")(port), galaxy_yml, str(tmp_path / "stock.log"))
+    try:
+        localgalaxy.wait_until_up(base, process)
+        key = localgalaxy.user_api_key(base, localgalaxy.admin_key(galaxy_yml), "user@example.org", "password123")
+        history = requests.post(f"{base}/api/histories", json={"name": "after the plugin"}, headers={"x-api-key": key}, timeout=30)
+        assert history.status_code == 200, history.text
+        gone = requests.get(f"{base}/api/cloud/authz", headers={"x-api-key": key}, timeout=30)
+        assert gone.status_code == 404
+    finally:
+        localgalaxy.stop(process)
