@@ -11,6 +11,7 @@ from galaxy_cloud_storage.config import (
     config_file_path,
     InvalidPluginConfig,
     load_config,
+    PluginConfig,
     PROVIDER_NAMES,
 )
 
@@ -166,3 +167,9 @@ def test_path_reads_os_environ_by_default(tmp_path, monkeypatch):
     assert config_file_path(GalaxyConfig(tmp_path)) == "/etc/from_env.yml"
     monkeypatch.delenv(CONFIG_FILE_ENV)
     assert config_file_path(GalaxyConfig(tmp_path)) is None
+
+
+def test_shipped_sample_is_valid_and_matches_the_defaults():
+    sample = os.path.join(os.path.dirname(__file__), "..", "..", "config_samples", "cloud_storage_conf.yml.sample")
+    loaded = load_config(sample)
+    assert loaded.model_dump(exclude={"source"}) == PluginConfig().model_dump(exclude={"source"})
