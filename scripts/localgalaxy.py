@@ -1,6 +1,7 @@
 """A real Galaxy 26.1 (pip-installed) as a subprocess on 127.0.0.1: its config, start, readiness and
 a user with an API key. Shared by the demo (scripts/demo.py) and the server-mode tests."""
 
+import contextlib
 import os
 import secrets
 import signal
@@ -30,17 +31,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def write_private(path: str, text: str) -> None:
+    """Owner-only: most of these files hold a secret (id_secret, admin key, vault key)."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+        fh.write(text)
+
+
 def persisted_secret(path: str, make=lambda: secrets.token_hex(16)) -> str:
     """A secret generated once and kept in ``path``, so a restart finds the same database keys."""
     if not os.path.exists(path):
-        with open(path, "w") as fh:
-            fh.write(make())
-        os.chmod(path, 0o600)
+        write_private(path, make())
     with open(path) as fh:
         return fh.read().strip()
 
 
-def write_galaxy_config(directory: str, plugin_config: dict, vault: bool = True, **overrides) -> str:
+def write_galaxy_config(
+    directory: str, plugin_config: dict, admin_email: str = "admin@galaxy.local", vault: bool = True, **overrides
+) -> str:
     """Write galaxy.yml (and the files it names) for a minimal Galaxy in ``directory``; returns its path.
 
     What it holds is what a pip-installed Galaxy needs to start offline on 127.0.0.1: SQLite, the
@@ -55,8 +62,7 @@ def write_galaxy_config(directory: str, plugin_config: dict, vault: bool = True,
         "cloud_storage_conf.yml": yaml.safe_dump(plugin_config),
     }
     for name, text in files.items():
-        with open(os.path.join(directory, name), "w") as fh:
-            fh.write(text)
+        write_private(os.path.join(directory, name), text)
     galaxy = {
         "data_dir": os.path.join(directory, "database"),
         "database_connection": f"sqlite:///{directory}/database/universe.sqlite?isolation_level=IMMEDIATE",
@@ -65,7 +71,7 @@ def write_galaxy_config(directory: str, plugin_config: dict, vault: bool = True,
         "tool_data_table_config_path": os.path.join(directory, "tool_data_table_conf.xml"),
         "tool_path": BUNDLED_TOOLS,
         "id_secret": persisted_secret(os.path.join(directory, "id_secret")),
-        "admin_users": "admin@galaxy.local",
+        "admin_users": admin_email,
         "bootstrap_admin_api_key": persisted_secret(os.path.join(directory, "bootstrap_admin_api_key")),
         "conda_auto_init": False,
         "enable_mulled_containers": False,
@@ -76,13 +82,11 @@ def write_galaxy_config(directory: str, plugin_config: dict, vault: bool = True,
     if vault:
         key = persisted_secret(os.path.join(directory, "vault_key"), lambda: Fernet.generate_key().decode())
         vault_file = os.path.join(directory, "vault_conf.yml")
-        with open(vault_file, "w") as fh:
-            yaml.safe_dump({"type": "database", "encryption_keys": [key]}, fh)
+        write_private(vault_file, yaml.safe_dump({"type": "database", "encryption_keys": [key]}))
         galaxy["vault_config_file"] = vault_file
     galaxy.update(overrides)
     path = os.path.join(directory, "galaxy.yml")
-    with open(path, "w") as fh:
-        yaml.safe_dump({"galaxy": galaxy}, fh)
+    write_private(path, yaml.safe_dump({"galaxy": galaxy}))
     return path
 
 
@@ -91,33 +95,51 @@ def admin_key(galaxy_yml: str) -> str:
         return yaml.safe_load(fh)["galaxy"]["bootstrap_admin_api_key"]
 
 
-def start(command: list[str], galaxy_yml: str, log_path: str, cwd: Optional[str] = None) -> subprocess.Popen:
-    """Start a Galaxy server command in its own process group, its output in ``log_path``."""
-    env = {**os.environ, "GALAXY_CONFIG_FILE": galaxy_yml}
-    log = open(log_path, "ab")
-    return subprocess.Popen(
-        command, env=env, cwd=cwd or os.path.dirname(galaxy_yml), stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+def start(command: list[str], log_path: str, cwd: str, env: Optional[dict] = None, preexec_fn=None) -> subprocess.Popen:
+    """Start a server command in a session of its own (so that ``stop`` finds all it started),
+    its output in ``log_path``."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            command, env={**os.environ, **(env or {})}, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec_fn,
+        )  # fmt: skip
 
 
-def stop(process: subprocess.Popen, timeout: float = 20) -> None:
-    """Stop a process started by ``start`` and everything it started (job subprocesses too)."""
+def start_galaxy(command: list[str], galaxy_yml: str, log_path: str, **kwargs) -> subprocess.Popen:
+    return start(command, log_path, os.path.dirname(galaxy_yml), {"GALAXY_CONFIG_FILE": galaxy_yml}, **kwargs)
+
+
+def session_members(sid: int) -> list[int]:
+    """Processes of session ``sid`` (Linux /proc; elsewhere none are found)."""
+    members = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if entry.isdigit():
+            try:
+                if os.getsid(int(entry)) == sid:
+                    members.append(int(entry))
+            except OSError:
+                pass  # gone meanwhile
+    return members
+
+
+def stop(process: subprocess.Popen, timeout: float = 30, kill_now=lambda: False) -> None:
+    """Stop a process started by ``start`` and everything it started: SIGTERM, SIGKILL after
+    ``timeout`` s (or as soon as ``kill_now()``), then what is left of its session."""
     if process.poll() is None:
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                process.wait(wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # stragglers of the group
-    except ProcessLookupError:
-        pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and not kill_now() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    # Galaxy's local runner puts each job in a process group of its own, which outlives Galaxy:
+    # what is left of the session goes too.
+    for pid in session_members(process.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 300) -> float:

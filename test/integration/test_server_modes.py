@@ -43,7 +43,7 @@ def galaxy_digest_before():
 def serve(tmp_path, command_for_port, **galaxy_overrides):
     port = localgalaxy.free_port()
     galaxy_yml = localgalaxy.write_galaxy_config(str(tmp_path), {"providers": {"aws": {}}}, **galaxy_overrides)
-    process = localgalaxy.start(command_for_port(port), galaxy_yml, str(tmp_path / "galaxy.log"))
+    process = localgalaxy.start_galaxy(command_for_port(port), galaxy_yml, str(tmp_path / "galaxy.log"))
     return process, port, galaxy_yml
 
 
@@ -108,7 +108,7 @@ def test_uvicorn_factory_under_url_prefix_then_galaxy_without_plugin(tmp_path, g
     assert installed_galaxy_digest() == galaxy_digest_before
 
     # The plugin removed: Galaxy's stock factory on the same database, which holds the plugin's tables.
-    process = localgalaxy.start(uvicorn("galaxy.webapps.galaxy.fast_factory:factory")(port), galaxy_yml, str(tmp_path / "stock.log"))
+    process = localgalaxy.start_galaxy(uvicorn("galaxy.webapps.galaxy.fast_factory:factory")(port), galaxy_yml, str(tmp_path / "stock.log"))
     try:
         localgalaxy.wait_until_up(base, process)
         key = localgalaxy.user_api_key(base, localgalaxy.admin_key(galaxy_yml), "user@example.org", "password123")
