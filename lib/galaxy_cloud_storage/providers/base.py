@@ -1,0 +1,51 @@
+"""The interface the manager and the transfer engine use, whatever the cloud."""
+
+import abc
+from dataclasses import dataclass
+from typing import Optional
+
+
+class StorageError(Exception):
+    """A storage operation failed; ``str()`` is a message fit for a user (no credentials in it)."""
+
+
+class BucketNotFound(StorageError):
+    pass
+
+
+class AccessDenied(StorageError):
+    pass
+
+
+class ObjectNotFound(StorageError):
+    pass
+
+
+class MissingCredentials(StorageError):
+    """Invariant 3: never fall back to the server's own cloud identity."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+
+
+class StorageBackend(abc.ABC):
+    """One cloud account, reached with one user's short-lived credentials at admin-set endpoints."""
+
+    @abc.abstractmethod
+    def check_bucket(self, bucket: str) -> None:
+        """Return if the bucket exists and is reachable; raise BucketNotFound or AccessDenied."""
+
+    @abc.abstractmethod
+    def stat(self, bucket: str, key: str) -> Optional[ObjectInfo]:
+        """The object's size, or None when it does not exist; AccessDenied when not allowed."""
+
+    @abc.abstractmethod
+    def download(self, bucket: str, key: str, path: str) -> int:
+        """Stream the object into ``path`` with bounded memory; returns the bytes written."""
+
+    @abc.abstractmethod
+    def upload(self, path: str, bucket: str, key: str) -> int:
+        """Stream ``path`` into the object; a failed multipart upload is aborted, never left behind."""
