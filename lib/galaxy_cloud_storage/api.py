@@ -23,9 +23,14 @@ from galaxy.webapps.galaxy.api import (
     Router,
 )
 from .authz.manager import CloudAuthzManager
+from .manager import CloudManager
 from .schema import (
     CloudAuthzListResponse,
     CloudAuthzResponse,
+    CloudDatasetSummary,
+    CloudStorageGetPayload,
+    CloudStorageSendPayload,
+    CloudStorageSendResponse,
     CreateCloudAuthzPayload,
     UpdateCloudAuthzPayload,
 )
@@ -142,3 +147,40 @@ class FastAPICloudAuthz:
         deleted = self.manager.serialize(authz)
         self.manager.delete(trans, authz)
         return deleted
+
+
+@router.cbv
+class FastAPICloudStorage:
+    manager: CloudManager = depends(CloudManager)
+
+    @router.post(
+        "/api/cloud/storage/get",
+        summary="Copy objects from a cloud bucket into a history.",
+        response_description="One new dataset per object, in the order given, all made by one job.",
+        route_class_override=LimitedBodyRoute,
+    )
+    def get(
+        self,
+        trans: ProvidesUserContext = DependsOnTrans,
+        payload: CloudStorageGetPayload = Body(...),
+    ) -> list[CloudDatasetSummary]:
+        """Checks the history, the authorization, the bucket and every object first: a request that
+        fails queues no job and creates no dataset. Then one job copies all objects, with
+        credentials minted when it runs. Follow it in `/api/jobs/{job_id}`; each dataset's `id` works
+        with `/api/datasets/{id}`."""
+        return self.manager.get(trans, payload)
+
+    @router.post(
+        "/api/cloud/storage/send",
+        summary="Copy datasets of a history into a cloud bucket.",
+        response_description="Which datasets were queued for sending, under which object names, by which job.",
+        route_class_override=LimitedBodyRoute,
+    )
+    def send(
+        self,
+        trans: ProvidesUserContext = DependsOnTrans,
+        payload: CloudStorageSendPayload = Body(...),
+    ) -> CloudStorageSendResponse:
+        """Sends the given datasets (or all of the history's) as objects named after them (spaces as
+        `_`). Datasets that are not `ok` or are deleted are reported in `failed_dataset_labels`."""
+        return self.manager.send(trans, payload)

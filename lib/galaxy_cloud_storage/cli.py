@@ -63,3 +63,18 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def tool_conf_main(argv: Optional[list[str]] = None) -> int:
+    """``galaxy-cloud-storage-tool-conf [FILE]``: write the tool_conf entry for the plugin's tools."""
+    from .tools import tool_conf_xml
+
+    parser = argparse.ArgumentParser(prog="galaxy-cloud-storage-tool-conf", description=tool_conf_main.__doc__)
+    parser.add_argument("file", nargs="?", help="where to write it (default: standard output)")
+    args = parser.parse_args(argv)
+    if args.file:
+        with open(args.file, "w") as fh:
+            fh.write(tool_conf_xml())
+    else:
+        sys.stdout.write(tool_conf_xml())
+    return 0

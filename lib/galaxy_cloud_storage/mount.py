@@ -24,12 +24,14 @@ from .api import (
     router,
     TAG_METADATA,
 )
+from .authz.delegation import CredentialBroker
 from .authz.manager import CloudAuthzManager
 from .config import (
     config_file_path,
     load_config,
 )
 from .database import ensure_database
+from .manager import CloudManager
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,9 @@ def mount(asgi_app: FastAPI, gx_app) -> FastAPI:
     config = load_config(config_file_path(gx_app.config))
     ensure_database(gx_app.model.engine, auto_migrate=bool(gx_app.config.database_auto_migrate))
     LimitedBodyRoute.max_request_bytes = config.max_request_bytes
-    gx_app[CloudAuthzManager] = CloudAuthzManager(config, gx_app.vault)
+    authz_manager = CloudAuthzManager(config, gx_app.vault)
+    gx_app[CloudAuthzManager] = authz_manager
+    gx_app[CloudManager] = CloudManager(gx_app, authz_manager, CredentialBroker(gx_app, config, authz_manager))
     added = _insert_before_catch_all(app)
     app.state.route_name_index = build_route_name_index(app)
     _extend_openapi(app, added)

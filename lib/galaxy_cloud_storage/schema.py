@@ -77,3 +77,75 @@ class CloudAuthzResponse(BaseModel):
 
 
 CloudAuthzListResponse = Annotated[list[CloudAuthzResponse], Field(description="Your cloud authorizations.")]
+
+
+# -- get and send ---------------------------------------------------------------------------------
+
+BucketName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^/\s]+$")]
+ObjectKey = Annotated[str, Field(min_length=1, max_length=1024)]
+
+HistoryIdField = Field(..., description="Encoded id of one of your histories.")
+AuthzIdField = Field(..., description="Encoded id of one of your cloud authorizations (`GET /api/cloud/authz`).")
+BucketField = Field(..., description="The bucket (Azure: container; Swift: container).")
+
+
+class GetInputArgs(_Payload):
+    dbkey: str = Field("?", max_length=255, description="Genome build of the new datasets.")
+    file_type: str = Field("auto", max_length=255, description="Datatype of the new datasets; `auto` sniffs each one.")
+    space_to_tab: bool = Field(False, description="Convert runs of spaces to tabs.")
+    to_posix_lines: bool = Field(False, description="Convert line endings to POSIX.")
+
+
+class CloudStorageGetPayload(_Payload):
+    history_id: DecodedDatabaseIdField = HistoryIdField
+    authz_id: DecodedDatabaseIdField = AuthzIdField
+    bucket: BucketName = BucketField
+    objects: list[ObjectKey] = Field(
+        ..., min_length=1, max_length=10000, description="Keys of the objects to copy; each becomes one dataset named by its key."
+    )
+    input_args: Optional[GetInputArgs] = Field(None, description="How the new datasets are typed.")
+
+
+class CloudDatasetSummary(BaseModel):
+    """A new dataset, in the fields of the seed-era API; `id` is the history dataset id, usable
+    with `/api/datasets/{id}` and history contents."""
+
+    model_class: Literal["HistoryDatasetAssociation"] = "HistoryDatasetAssociation"
+    id: EncodedDatabaseIdField
+    name: str
+    job_id: EncodedDatabaseIdField = Field(..., description="The one job that copies all the request's objects.")
+    state: str
+    create_time: datetime
+    update_time: datetime
+    deleted: bool
+    purged: bool
+    purgable: bool
+    file_size: int
+    total_size: int
+    uuid: str
+
+
+class CloudStorageSendPayload(_Payload):
+    history_id: DecodedDatabaseIdField = HistoryIdField
+    authz_id: DecodedDatabaseIdField = AuthzIdField
+    bucket: BucketName = BucketField
+    dataset_ids: Optional[list[DecodedDatabaseIdField]] = Field(
+        None,
+        max_length=10000,
+        description="Encoded ids of datasets of that history (as history contents shows them); all of its "
+        "datasets when left out.",
+    )
+    overwrite_existing: bool = Field(
+        False,
+        description="Replace an object of the same name; otherwise the new object's name gets `_%y%m%d_%H%M%S` appended.",
+    )
+
+
+class CloudStorageSendResponse(BaseModel):
+    sent_dataset_labels: list[str] = Field(
+        ..., description='Each a JSON string: `{"object": <name in the bucket>, "job_id": <encoded job id>}`.'
+    )
+    failed_dataset_labels: list[str] = Field(
+        ..., description='Each a JSON string: `{"object": <dataset name>, "error": <why it was not sent>}`.'
+    )
+    bucket_name: str

@@ -15,6 +15,7 @@ from galaxy.model import (
 from galaxy_test.driver.integration_util import IntegrationTestCase
 
 from galaxy_cloud_storage.mount import init_fast_app
+from galaxy_cloud_storage.tools import tool_conf_xml
 
 HERE = os.path.dirname(__file__)
 GALAXY_CONFIG_DIR = os.path.join(HERE, "galaxy_config")
@@ -32,14 +33,19 @@ class CloudStorageTestCase(IntegrationTestCase):
     def handle_galaxy_config_kwds(cls, config):
         super().handle_galaxy_config_kwds(config)
         # The driver's defaults point into a Galaxy source checkout; this is a pip install.
-        config["tool_config_file"] = os.path.join(GALAXY_CONFIG_DIR, "tool_conf.xml")
+        workdir = tempfile.mkdtemp(prefix="gcs-test-config-")
+        plugin_tool_conf = os.path.join(workdir, "cloud_storage_tool_conf.xml")
+        with open(plugin_tool_conf, "w") as fh:
+            fh.write(tool_conf_xml())
+        config["tool_config_file"] = f"{os.path.join(GALAXY_CONFIG_DIR, 'tool_conf.xml')},{plugin_tool_conf}"
+        # The transfer tools run the plugin's Python in the job: Galaxy's venv, as the sample says.
+        config["preserve_python_environment"] = "legacy_and_local"
         config["tool_data_table_config_path"] = os.path.join(GALAXY_CONFIG_DIR, "tool_data_table_conf.xml")
         config["data_manager_config_file"] = ""
         config["webhooks_dir"] = None
         config["tool_path"] = BUNDLED_TOOLS
         # No network here: nothing may try to download a container tool at start.
         config.update(conda_auto_init=False, enable_mulled_containers=False, involucro_auto_init=False)
-        workdir = tempfile.mkdtemp(prefix="gcs-test-config-")
         if cls.with_vault:
             vault_file = os.path.join(workdir, "vault_conf.yml")
             with open(vault_file, "w") as fh:
@@ -47,8 +53,13 @@ class CloudStorageTestCase(IntegrationTestCase):
             config["vault_config_file"] = vault_file
         plugin_file = os.path.join(workdir, "cloud_storage_conf.yml")
         with open(plugin_file, "w") as fh:
-            yaml.safe_dump(cls.plugin_config, fh)
+            yaml.safe_dump(cls.plugin_settings(), fh)
         config["cloud_storage_config_file"] = plugin_file
+
+    @classmethod
+    def plugin_settings(cls) -> dict:
+        """The admin's YAML for this class's Galaxy; override to add endpoints known at start."""
+        return cls.plugin_config
 
     # -- helpers the tests share -------------------------------------------------------------------
 

@@ -1,0 +1,165 @@
+"""Turning a cloud authorization into short-lived credentials, at the moment they are needed.
+
+Only this module (with the vault reads of ``authz.manager``) sees credential material. It runs in
+the web process (to check a bucket before anything is created) and in the job handler (when a
+transfer job is prepared); the credentials it returns are never stored.
+"""
+
+import logging
+import re
+from dataclasses import (
+    asdict,
+    dataclass,
+    field,
+)
+from typing import Any
+
+import boto3
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+)
+
+from galaxy import exceptions
+from galaxy.model import UserAuthnzToken
+from ..config import PluginConfig
+from ..model import CloudAuthz
+from ..providers.aws import AwsCredentials
+from .configs import (
+    AwsAuthzConfig,
+    PROVIDER_CONFIGS,
+)
+from .manager import CloudAuthzManager
+
+log = logging.getLogger(__name__)
+
+
+class ReauthenticationRequired(exceptions.AuthenticationFailed):
+    """The user's OIDC login expired and could not be renewed (401)."""
+
+
+@dataclass(frozen=True)
+class Delegation:
+    """What a transfer needs: the provider, the admin's settings for it, the record's public
+    config, and the short-lived credentials."""
+
+    provider: str
+    settings: dict
+    config: dict
+    credentials: Any = field(repr=False)
+
+    def to_json_dict(self) -> dict:
+        return {
+            "provider": self.provider,
+            "settings": self.settings,
+            "config": self.config,
+            "credentials": {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in asdict(self.credentials).items()},
+        }
+
+
+def session_name(user) -> str:
+    """STS role session name (shows in CloudTrail): the Galaxy user, within STS's 2-64 [\\w+=,.@-]."""
+    name = re.sub(r"[^\w+=,.@-]", "-", f"galaxy-{user.username or user.id}")
+    return name[:64]
+
+
+class CredentialBroker:
+    def __init__(self, app, plugin_config: PluginConfig, authz_manager: CloudAuthzManager):
+        self.app = app
+        self.plugin_config = plugin_config
+        self.authz_manager = authz_manager
+
+    def delegate(self, authz: CloudAuthz, user) -> Delegation:
+        settings = self.plugin_config.provider(authz.provider)
+        if not settings.enabled:
+            raise exceptions.ConfigDoesNotAllowException(
+                f"Cloud provider '{authz.provider}' is no longer enabled on this Galaxy."
+            )
+        secrets = self.authz_manager.read_secrets(authz) if authz.vaulted_fields else {}
+        config = PROVIDER_CONFIGS[authz.provider].model_validate({**authz.config, **secrets})
+        if authz.provider != "aws":
+            raise exceptions.ServerNotConfiguredForRequest(
+                f"Transfers with '{authz.provider}' authorizations are not available in this version of the plugin."
+            )
+        assert isinstance(config, AwsAuthzConfig)
+        if config.mode == "static_key":
+            credentials = AwsCredentials(config.access_key_id or "", config.secret_access_key or "", None, None)
+        else:
+            id_token = self.id_token(authz)
+            credentials = self.assume_role(config, id_token, session_name(user))
+        return Delegation(authz.provider, settings.model_dump(mode="json"), authz.config, credentials)
+
+    # -- OIDC ----------------------------------------------------------------------------------
+
+    def id_token(self, authz: CloudAuthz) -> str:
+        """The identity's id_token, refreshed through Galaxy's own OIDC backend when expired."""
+        session = self.app.model.session
+        token = session.get(UserAuthnzToken, authz.authn_id) if authz.authn_id is not None else None
+        if token is None or token.user_id != authz.user_id:
+            raise exceptions.RequestParameterInvalidException(
+                "The OpenID Connect identity of this authorization is gone; update it with a current authn_id."
+            )
+        provider = token.provider
+        relogin = f"Log in to Galaxy again with '{provider}' (or your identity provider), then retry."
+        manager = getattr(self.app, "authnz_manager", None)
+        if manager is None:
+            raise exceptions.ServerNotConfiguredForRequest("OpenID Connect login is not enabled on this Galaxy (enable_oidc).")
+        # Galaxy has no public way to get a backend's strategy outside a web request; this is how
+        # its own token decoding does it (galaxy.authnz.psa_authnz).
+        from galaxy.authnz.psa_authnz import (
+            on_the_fly_config,
+            Storage,
+            Strategy,
+        )
+
+        success, message, backend = manager._get_authnz_backend(provider)
+        if not success or backend is None:
+            raise ReauthenticationRequired(f"The identity provider '{provider}' is not configured on this Galaxy any more. {relogin}")
+        on_the_fly_config(session)
+        try:
+            id_token = token.get_id_token(Strategy(None, {}, Storage, backend.config))
+        except Exception as e:  # social-core raises requests and auth errors alike
+            log.info("Refreshing the id_token of identity %s failed: %s", token.id, e)
+            raise ReauthenticationRequired(f"Your login with '{provider}' has expired and could not be renewed. {relogin}")
+        if not id_token:
+            raise ReauthenticationRequired(f"Galaxy holds no id_token for your login with '{provider}'. {relogin}")
+        return id_token
+
+    # -- AWS -----------------------------------------------------------------------------------
+
+    def assume_role(self, config: AwsAuthzConfig, id_token: str, role_session_name: str) -> AwsCredentials:
+        settings = self.plugin_config.providers.aws
+        # AssumeRoleWithWebIdentity is unsigned: the id_token is the credential. Unsigned also
+        # means no credential chain is ever consulted (invariant 3).
+        sts = boto3.session.Session().client(
+            "sts",
+            endpoint_url=str(settings.sts_endpoint_url) if settings.sts_endpoint_url else None,
+            region_name=settings.sts_region,
+            config=Config(signature_version=UNSIGNED, retries={"mode": "standard", "max_attempts": 3}),
+        )
+        try:
+            response = sts.assume_role_with_web_identity(
+                RoleArn=config.role_arn,
+                RoleSessionName=role_session_name,
+                WebIdentityToken=id_token,
+                DurationSeconds=config.token_ttl,
+            )
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "")
+            detail = e.response.get("Error", {}).get("Message", code)
+            if code in ("ExpiredTokenException", "InvalidIdentityToken", "IDPRejectedClaim"):
+                raise ReauthenticationRequired(f"AWS did not accept your login token ({detail}); log in to Galaxy again.")
+            raise exceptions.ItemAccessibilityException(
+                f"AWS refused to let your login assume {config.role_arn}: {detail}. Check the role's trust policy "
+                "for this Galaxy's identity provider, and token_ttl against the role's maximum session duration."
+            )
+        except BotoCoreError as e:
+            log.warning("STS unreachable: %s", e)
+            raise exceptions.UpstreamProxyError(f"AWS STS could not be reached ({type(e).__name__}); try again later.")
+        issued = response["Credentials"]
+        return AwsCredentials(
+            issued["AccessKeyId"], issued["SecretAccessKey"], issued["SessionToken"], issued["Expiration"]
+        )
+

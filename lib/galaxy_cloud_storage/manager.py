@@ -1,0 +1,254 @@
+"""CloudManager: get and send on Galaxy's histories, datasets and jobs.
+
+Everything a request can get wrong is checked before anything is created (invariant 6): the
+history, the authorization, the credentials, the bucket and every object. Then one job does the
+whole request (invariant 9); its credentials are minted again when the job runs (see jobs.py).
+"""
+
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Optional
+
+from sqlalchemy import select
+
+from galaxy import exceptions
+from galaxy.model import (
+    HistoryDatasetAssociation,
+    Job,
+)
+from galaxy.managers.histories import HistoryManager
+from .authz.delegation import CredentialBroker
+from .authz.manager import CloudAuthzManager
+from .providers import storage_backend
+from .providers.base import (
+    AccessDenied,
+    BucketNotFound,
+    StorageBackend,
+    StorageError,
+)
+from .schema import (
+    CloudDatasetSummary,
+    CloudStorageGetPayload,
+    CloudStorageSendPayload,
+    CloudStorageSendResponse,
+    GetInputArgs,
+)
+
+log = logging.getLogger(__name__)
+
+GET_TOOL_ID = "cloud_storage_get"
+SEND_TOOL_ID = "cloud_storage_send"
+CHECK_WORKERS = 16  # parallel HEAD requests while validating a request
+OVERWRITE_SUFFIX = "_%y%m%d_%H%M%S"  # the old API's rule for a name that is taken
+
+
+def object_name(dataset_name: str) -> str:
+    return (dataset_name or "dataset").replace(" ", "_")
+
+
+class CloudManager:
+    def __init__(self, app, authz_manager: CloudAuthzManager, broker: CredentialBroker):
+        self.app = app
+        self.authz_manager = authz_manager
+        self.broker = broker
+
+    # -- get -------------------------------------------------------------------------------------
+
+    def get(self, trans, payload: CloudStorageGetPayload) -> list[CloudDatasetSummary]:
+        if len(set(payload.objects)) != len(payload.objects):
+            repeated = sorted({key for key in payload.objects if payload.objects.count(key) > 1})
+            raise exceptions.RequestParameterInvalidException(f"objects: each key once please; repeated: {', '.join(repeated)}")
+        tool = self._tool(GET_TOOL_ID)
+        history = self._writable_history(trans, payload.history_id)
+        authz = self.authz_manager.get_owned(trans, payload.authz_id)
+        backend = self._backend(trans, authz)
+        self._check_bucket(backend, payload.bucket)
+        missing = [key for key, info in zip(payload.objects, self._stat_all(backend, payload.bucket, payload.objects)) if info is None]
+        if missing:
+            raise exceptions.ObjectNotFound(
+                f"Not in bucket '{payload.bucket}': {', '.join(repr(key) for key in missing)}. Nothing was copied."
+            )
+
+        args = payload.input_args or GetInputArgs()
+        outputs = [self._new_hda(trans, history, key, args) for key in payload.objects]
+        params = {
+            "authz_id": str(authz.id),
+            "bucket": payload.bucket,
+            "objects": json.dumps(payload.objects),
+            "input_args": args.model_dump_json(),
+        }
+        job = self._enqueue(trans, tool, history, params, inputs=[], outputs=outputs)
+        return [self._summary(hda, job) for hda in outputs]
+
+    def _new_hda(self, trans, history, key: str, args: GetInputArgs) -> HistoryDatasetAssociation:
+        hda = HistoryDatasetAssociation(
+            name=key,
+            extension=args.file_type,
+            dbkey=args.dbkey,
+            history=history,
+            create_dataset=True,
+            sa_session=trans.sa_session,
+        )
+        trans.sa_session.add(hda)
+        hda.state = hda.states.QUEUED
+        history.add_dataset(hda, genome_build=args.dbkey, quota=False)
+        permissions = self.app.security_agent.history_get_default_permissions(history)
+        self.app.security_agent.set_all_dataset_permissions(hda.dataset, permissions, new=True, flush=False)
+        return hda
+
+    @staticmethod
+    def _summary(hda: HistoryDatasetAssociation, job: Job) -> CloudDatasetSummary:
+        dataset = hda.dataset
+        return CloudDatasetSummary(
+            id=hda.id,
+            name=hda.name,
+            job_id=job.id,
+            state=hda.state,
+            create_time=hda.create_time,
+            update_time=hda.update_time,
+            deleted=hda.deleted,
+            purged=hda.purged,
+            purgable=dataset.purgable,
+            file_size=int(dataset.file_size or 0),
+            total_size=int(dataset.total_size or 0),
+            uuid=str(dataset.uuid),
+        )
+
+    # -- send ------------------------------------------------------------------------------------
+
+    def send(self, trans, payload: CloudStorageSendPayload) -> CloudStorageSendResponse:
+        tool = self._tool(SEND_TOOL_ID)
+        history = self._writable_history(trans, payload.history_id, for_reading=True)
+        authz = self.authz_manager.get_owned(trans, payload.authz_id)
+        datasets = self._datasets_to_send(trans, history, payload.dataset_ids)
+        backend = self._backend(trans, authz)
+        self._check_bucket(backend, payload.bucket)
+
+        failed, sendable = [], []
+        for hda in datasets:
+            reason = self._not_sendable(hda)
+            if reason:
+                failed.append(json.dumps({"object": hda.name, "error": reason}))
+            else:
+                sendable.append(hda)
+        names = self._object_names(backend, payload.bucket, sendable, payload.overwrite_existing)
+        sent = []
+        if sendable:
+            params = {
+                "authz_id": str(authz.id),
+                "bucket": payload.bucket,
+                "objects": json.dumps(names),
+                "overwrite_existing": str(payload.overwrite_existing).lower(),
+            }
+            job = self._enqueue(trans, tool, history, params, inputs=sendable, outputs=[])
+            job_id = trans.security.encode_id(job.id)
+            sent = [json.dumps({"object": name, "job_id": job_id}) for name in names]
+        return CloudStorageSendResponse(sent_dataset_labels=sent, failed_dataset_labels=failed, bucket_name=payload.bucket)
+
+    def _datasets_to_send(self, trans, history, dataset_ids: Optional[list[int]]) -> list[HistoryDatasetAssociation]:
+        stmt = select(HistoryDatasetAssociation).where(HistoryDatasetAssociation.history_id == history.id)
+        if dataset_ids is None:
+            stmt = stmt.where(HistoryDatasetAssociation.deleted == False, HistoryDatasetAssociation.purged == False)  # noqa: E712
+            return list(trans.sa_session.scalars(stmt.order_by(HistoryDatasetAssociation.hid)))
+        found = {hda.id: hda for hda in trans.sa_session.scalars(stmt.where(HistoryDatasetAssociation.id.in_(dataset_ids)))}
+        strangers = [trans.security.encode_id(i) for i in dict.fromkeys(dataset_ids) if i not in found]
+        if strangers:
+            raise exceptions.RequestParameterInvalidException(
+                f"dataset_ids: not datasets of this history: {', '.join(strangers)}. Nothing was sent."
+            )
+        return [found[i] for i in dict.fromkeys(dataset_ids)]
+
+    @staticmethod
+    def _not_sendable(hda: HistoryDatasetAssociation) -> Optional[str]:
+        if hda.purged:
+            return "the dataset is purged"
+        if hda.deleted:
+            return "the dataset is deleted"
+        if hda.state != hda.states.OK:
+            return f"the dataset is '{hda.state}', not 'ok'"
+        return None
+
+    def _object_names(self, backend: StorageBackend, bucket: str, datasets, overwrite: bool) -> list[str]:
+        """Dataset name with spaces as `_`; a name that is taken (in the bucket unless replacing,
+        or by an earlier dataset of this request) gets the old API's date suffix, then the hid."""
+        wanted = [object_name(hda.name) for hda in datasets]
+        existing = set() if overwrite else {n for n, info in zip(wanted, self._stat_all(backend, bucket, wanted)) if info}
+        suffix = datetime.now().strftime(OVERWRITE_SUFFIX)
+        names: list[str] = []
+        for hda, name in zip(datasets, wanted):
+            if name in existing or name in names:
+                name = f"{name}{suffix}"
+            if name in names:
+                name = f"{name}_{hda.hid}"
+            names.append(name)
+        return names
+
+    # -- shared ----------------------------------------------------------------------------------
+
+    def _tool(self, tool_id: str):
+        tool = self.app.toolbox.get_tool(tool_id)
+        if tool is None:
+            raise exceptions.ServerNotConfiguredForRequest(
+                f"The tool '{tool_id}' is not in this Galaxy's toolbox; the admin adds the plugin's "
+                "cloud_storage_tool_conf.xml to tool_config_file (see galaxy-cloud-storage-tool-conf)."
+            )
+        return tool
+
+    def _writable_history(self, trans, history_id: int, for_reading: bool = False):
+        history = self.app[HistoryManager].get_owned(history_id, trans.user, current_history=trans.history)
+        if history.purged or history.deleted:
+            raise exceptions.RequestParameterInvalidException("history_id: the history is deleted; use another one.")
+        if getattr(history, "archived", False) and not for_reading:
+            raise exceptions.RequestParameterInvalidException("history_id: the history is archived; use another one.")
+        return history
+
+    def _backend(self, trans, authz) -> StorageBackend:
+        delegation = self.broker.delegate(authz, trans.user)
+        return storage_backend(delegation.provider, delegation.settings, delegation.config, delegation.credentials)
+
+    @staticmethod
+    def _check_bucket(backend: StorageBackend, bucket: str) -> None:
+        try:
+            backend.check_bucket(bucket)
+        except BucketNotFound as e:
+            raise exceptions.ObjectNotFound(str(e))
+        except AccessDenied as e:
+            raise exceptions.ItemAccessibilityException(f"{str(e).rstrip('.')}. Check that your authorization's role or account may use it.")
+        except StorageError as e:
+            raise exceptions.UpstreamProxyError(str(e))
+
+    @staticmethod
+    def _stat_all(backend: StorageBackend, bucket: str, keys: list[str]) -> list:
+        try:
+            with ThreadPoolExecutor(min(CHECK_WORKERS, len(keys) or 1)) as pool:
+                return list(pool.map(lambda key: backend.stat(bucket, key), keys))
+        except AccessDenied as e:
+            raise exceptions.ItemAccessibilityException(str(e))
+        except StorageError as e:
+            raise exceptions.UpstreamProxyError(str(e))
+
+    def _enqueue(self, trans, tool, history, params: dict, inputs: list, outputs: list) -> Job:
+        """One job for the whole request, built as Galaxy's upload tool builds its jobs."""
+        session = trans.sa_session
+        job = Job()
+        session.add(job)
+        job.galaxy_version = self.app.config.version_major
+        galaxy_session = trans.galaxy_session
+        if galaxy_session is not None:
+            job.session_id = galaxy_session.id
+        job.user_id = trans.user.id
+        job.history_id = history.id
+        job.tool_id = tool.id
+        job.tool_version = tool.version
+        for name, value in tool.params_to_strings(params, self.app).items():
+            job.add_parameter(name, value)
+        for i, hda in enumerate(inputs):
+            job.add_input_dataset(f"input{i}", hda)
+        for i, hda in enumerate(outputs):
+            job.add_output_dataset(f"output{i}", hda)
+        job.set_state(job.states.NEW)
+        self.app.job_manager.enqueue(job, tool=tool)
+        session.commit()
+        return job

@@ -1,0 +1,269 @@
+"""Amazon S3 and S3-compatible endpoints, through cloudbridge's AWS provider and boto3's s3transfer.
+
+The provider is built by cloudbridge, so the other layers see one way of reaching every cloud, but
+the objects move through boto3's s3transfer on the client made from cloudbridge's session, because
+cloudbridge's object API cannot give a user a true answer or bounded transfers:
+``buckets.get`` returns a bucket even on 403, ``objects.get`` returns None on any error (missing,
+denied and unreachable all look alike), ``objects.list`` walks the whole bucket client-side for each
+page, and its multipart settings are process-global, shared by every user's transfer.
+"""
+
+import logging
+import os
+from dataclasses import (
+    dataclass,
+    field,
+)
+from datetime import datetime
+from typing import (
+    Any,
+    NoReturn,
+    Optional,
+)
+
+import boto3
+import botocore.session
+from boto3.exceptions import (
+    RetriesExceededError,
+    S3UploadFailedError,
+)
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+)
+from cloudbridge.factory import (
+    CloudProviderFactory,
+    ProviderList,
+)
+from cloudbridge.providers.aws.provider import AWSCloudProvider
+
+from ..config import AwsSettings
+from .base import (
+    AccessDenied,
+    BucketNotFound,
+    MissingCredentials,
+    ObjectInfo,
+    ObjectNotFound,
+    StorageBackend,
+    StorageError,
+)
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+# Objects above PART_SIZE move in PART_SIZE parts, CONCURRENCY at a time: memory stays bounded by
+# roughly CONCURRENCY parts whatever the object's size (invariant 8).
+PART_SIZE = 16 * MiB
+CONCURRENCY = 4
+DEFAULT_REGION = "us-east-1"
+# botocore's 'standard' mode retries throttling, 5xx and connection errors with backoff.
+RETRIES = {"mode": "standard", "max_attempts": 4}
+# HTTP error codes that mean "these credentials may not do that" (some come back as 400, not 403).
+DENIED_CODES = {
+    "AccessDenied",
+    "AllAccessDisabled",
+    "ExpiredToken",
+    "InvalidAccessKeyId",
+    "InvalidToken",
+    "SignatureDoesNotMatch",
+    "TokenRefreshRequired",
+}
+
+
+@dataclass(frozen=True)
+class AwsCredentials:
+    """One user's keys, usually temporary ones from STS; the repr never shows the secret parts."""
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    session_token: Optional[str] = field(default=None, repr=False)
+    expiration: Optional[datetime] = None
+
+
+def _isolated_botocore_session() -> botocore.session.Session:
+    """A botocore session that reads no environment variable and no file (invariants 3 and 4).
+
+    By default botocore reads AWS_PROFILE, ~/.aws/config (endpoint_url, retries, ca_bundle, ...) and
+    AWS_ENDPOINT_URL_S3, and fails outright when AWS_PROFILE names a missing profile. Every session
+    variable is redefined here with no environment variable and no config-file key, both files are
+    os.devnull, and configured endpoint URLs are ignored. Credentials are always given explicitly, so
+    botocore never builds its credential chain (environment, ~/.aws, instance metadata) at all.
+    """
+    pinned = {"config_file": os.devnull, "credentials_file": os.devnull, "ignore_configured_endpoint_urls": True}
+    session_vars = {
+        name: (None, None, pinned.get(name, default), convert)
+        for name, (_, _, default, convert) in botocore.session.Session.SESSION_VARIABLES.items()
+    }
+    return botocore.session.Session(session_vars=session_vars)
+
+
+class _ExplicitAWSProvider(AWSCloudProvider):
+    """cloudbridge's AWS provider, using nothing but the config dict it is given.
+
+    Stock cloudbridge fills unset keys from /etc/cloudbridge.ini and ~/.cloudbridge (a stray
+    aws_session_token there would go out with the user's keys), and its __init__ already builds its
+    boto3 session (its EC2 services connect eagerly) on botocore's default, environment-reading one.
+    Neither reaches the network.
+    """
+
+    def _get_config_value(self, key: str, default_value: Any = None) -> Any:
+        value = self.config.get(key)
+        return default_value if value is None or value == "" else value
+
+    @property
+    def session(self) -> boto3.session.Session:
+        if self._session is None:
+            self._session = boto3.session.Session(
+                botocore_session=_isolated_botocore_session(), region_name=self.region_name, **self.session_cfg
+            )
+        return self._session
+
+
+def cloudbridge_provider(config: dict) -> AWSCloudProvider:
+    factory = CloudProviderFactory()
+    # Registered first, our class answers for "aws"; it also spares cloudbridge's discovery, which
+    # imports every cloud's SDK (about 3 s).
+    factory.register_provider_class(_ExplicitAWSProvider)
+    return factory.create_provider(ProviderList.AWS, config)
+
+
+class AwsStorage(StorageBackend):
+    def __init__(
+        self,
+        settings: AwsSettings,
+        credentials: AwsCredentials,
+        region: Optional[str] = None,
+        *,
+        part_size: int = PART_SIZE,
+    ) -> None:
+        # Invariant 3: an empty key would make boto3 look for the server's own identity.
+        if credentials is None or not credentials.access_key_id or not credentials.secret_access_key:
+            raise MissingCredentials("No AWS access key and secret for this authorization; authorize again.")
+        # Invariant 4: the endpoint is the admin's (None: AWS itself), never the user's.
+        self.endpoint_url = str(settings.s3_endpoint_url).rstrip("/") if settings.s3_endpoint_url else None
+        self.region = region or settings.s3_region or DEFAULT_REGION
+        self.provider = cloudbridge_provider(
+            {
+                "aws_access_key": credentials.access_key_id,
+                "aws_secret_key": credentials.secret_access_key,
+                "aws_session_token": credentials.session_token,
+                "aws_region_name": self.region,
+                "s3_endpoint_url": self.endpoint_url,
+                "cb_debug": False,  # CB_DEBUG would log every request's headers, session token included
+            }
+        )
+        client_config = Config(
+            retries=RETRIES,
+            signature_version="s3v4",
+            connect_timeout=10,
+            # Several objects may move at once through this client, each CONCURRENCY parts at a time.
+            max_pool_connections=8 * CONCURRENCY,
+            # S3-compatible servers rarely have wildcard DNS for virtual-hosted buckets.
+            s3={"addressing_style": "path"} if self.endpoint_url else None,
+        )
+        self.client = self.provider.session.client(
+            "s3", region_name=self.region, endpoint_url=self.endpoint_url, config=client_config
+        )
+        self.transfer_config = TransferConfig(
+            multipart_threshold=part_size,
+            multipart_chunksize=part_size,
+            max_concurrency=CONCURRENCY,
+            use_threads=True,
+            preferred_transfer_client="classic",  # not the CRT client, which has its own settings
+        )
+
+    def check_bucket(self, bucket: str) -> None:
+        try:
+            self.client.head_bucket(Bucket=bucket)
+        except Exception as e:
+            self._raise(e, "reach", bucket)
+
+    def stat(self, bucket: str, key: str) -> Optional[ObjectInfo]:
+        try:
+            head = self.client.head_object(Bucket=bucket, Key=key)
+        except ClientError as e:
+            if _status(e) == 404:  # (AWS answers 403 instead when s3:ListBucket is not allowed)
+                return None
+            self._raise(e, "read", bucket, key)
+        except Exception as e:
+            self._raise(e, "read", bucket, key)
+        return ObjectInfo(key=key, size=head["ContentLength"])
+
+    def download(self, bucket: str, key: str, path: str) -> int:
+        try:
+            # s3transfer writes a temporary file beside ``path`` and renames it when complete.
+            self.client.download_file(bucket, key, path, Config=self.transfer_config)
+        except BaseException as e:
+            # ``path`` may have existed before (Galaxy creates its output files): a failed download
+            # must not leave anything there that looks like the object.
+            _remove(path)
+            if isinstance(e, Exception):
+                self._raise(e, "download", bucket, key)
+            raise
+        return os.path.getsize(path)
+
+    def upload(self, path: str, bucket: str, key: str) -> int:
+        try:
+            size = os.path.getsize(path)
+        except OSError as e:
+            raise StorageError(f"Cannot read {path} to send it to '{key}' in bucket '{bucket}': {e.strerror}") from e
+        try:
+            # On any failure s3transfer aborts the multipart upload, so no hidden parts are left.
+            self.client.upload_file(path, bucket, key, Config=self.transfer_config)
+        except Exception as e:
+            self._raise(e, "upload", bucket, key)
+        return size
+
+    def _raise(self, error: Exception, action: str, bucket: str, key: Optional[str] = None) -> NoReturn:
+        """Raise a StorageError saying what failed and why, fit for a user; unknown errors pass as they are."""
+        mapped = self._storage_error(error, action, bucket, key)
+        if mapped is None:
+            raise error
+        raise mapped from error
+
+    def _storage_error(self, error: Exception, action: str, bucket: str, key: Optional[str]) -> Optional[StorageError]:
+        what = f"object '{key}' in bucket '{bucket}'" if key is not None else f"bucket '{bucket}'"
+        # boto3 wraps client errors of uploads, and download retries, in exceptions of its own.
+        if isinstance(error, S3UploadFailedError) and isinstance(error.__context__, ClientError):
+            error = error.__context__
+        if isinstance(error, RetriesExceededError):
+            error = error.last_exception
+        if isinstance(error, ClientError):
+            code = error.response.get("Error", {}).get("Code", "")
+            message = error.response.get("Error", {}).get("Message") or code
+            if code == "NoSuchBucket" or (_status(error) == 404 and key is None):
+                return BucketNotFound(f"Bucket '{bucket}' does not exist")
+            if _status(error) == 404 or code == "NoSuchKey":
+                return ObjectNotFound(f"Object '{key}' does not exist in bucket '{bucket}'")
+            if _status(error) == 403 or code in DENIED_CODES:
+                # A HEAD's error has no body: its code is only the HTTP status.
+                reason = code if code and not code.isdigit() else f"HTTP {_status(error)}"
+                return AccessDenied(
+                    f"Access to {what} denied ({reason}): the authorization's credentials may not "
+                    f"{action} it, or have expired"
+                )
+            return StorageError(f"Could not {action} {what}: {code} {message}")
+        if isinstance(error, (EndpointConnectionError, ConnectTimeoutError)):
+            return StorageError(f"Could not {action} {what}: the S3 endpoint {self.client.meta.endpoint_url} is unreachable")
+        if isinstance(error, BotoCoreError):
+            return StorageError(f"Could not {action} {what}: {error}")
+        if isinstance(error, OSError):
+            return StorageError(f"Could not {action} {what}: {error.strerror or error}")
+        return None
+
+
+def _status(error: ClientError) -> int:
+    return error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        log.warning("Could not remove %s after a failed download", path)

@@ -1,0 +1,109 @@
+"""Move many objects in parallel, in the style of boto3's s3transfer: a plan (one task per object)
+executed by a bounded pool, with a result per object.
+
+The pool is bounded at both levels: ``workers`` objects at a time here, and each backend moves one
+object in a bounded number of parts, so memory does not grow with the number or size of objects.
+A failed object is reported in its ``ItemResult`` (naming the object and the cause) and the others
+carry on; the caller decides what a failure means for the job.
+"""
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import (
+    Callable,
+    Optional,
+    Sequence,
+)
+
+from ..providers.base import (
+    StorageBackend,
+    StorageError,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WORKERS = 4
+
+
+@dataclass
+class GetItem:
+    """Copy the object ``key`` into the file ``path``."""
+
+    key: str
+    path: str
+
+
+@dataclass
+class SendItem:
+    """Copy the file ``path`` into the object ``key``."""
+
+    path: str
+    key: str
+
+
+@dataclass
+class ItemResult:
+    key: str
+    ok: bool
+    size: int
+    error: Optional[str] = None
+
+
+# One planned task: the object it is about, what failure says it was doing, and the work itself.
+Task = tuple[str, str, Callable[[], int]]
+OnResult = Optional[Callable[[ItemResult], None]]
+
+
+def get_objects(
+    backend: StorageBackend,
+    bucket: str,
+    items: Sequence[GetItem],
+    workers: int = DEFAULT_WORKERS,
+    on_result: OnResult = None,
+) -> list[ItemResult]:
+    """Download every item; results in the order of ``items``."""
+    plan = [
+        (item.key, f"copy '{item.key}' from bucket '{bucket}'", partial(backend.download, bucket, item.key, item.path))
+        for item in items
+    ]
+    return execute(plan, workers, on_result)
+
+
+def send_files(
+    backend: StorageBackend,
+    bucket: str,
+    items: Sequence[SendItem],
+    workers: int = DEFAULT_WORKERS,
+    on_result: OnResult = None,
+) -> list[ItemResult]:
+    """Upload every item; results in the order of ``items``."""
+    plan = [
+        (item.key, f"send '{item.key}' to bucket '{bucket}'", partial(backend.upload, item.path, bucket, item.key))
+        for item in items
+    ]
+    return execute(plan, workers, on_result)
+
+
+def execute(plan: Sequence[Task], workers: int = DEFAULT_WORKERS, on_result: OnResult = None) -> list[ItemResult]:
+    """Run the plan on at most ``workers`` threads; ``on_result`` hears of each item as it ends."""
+    if not plan:
+        return []
+
+    def run(task: Task) -> ItemResult:
+        key, doing, work = task
+        try:
+            result = ItemResult(key, True, work())
+        except StorageError as e:  # already a message for the user
+            result = ItemResult(key, False, 0, f"Could not {doing}: {e}")
+        except Exception as e:  # not expected: still one item's failure, not the whole job's
+            log.exception("Unexpected error while trying to %s", doing)
+            result = ItemResult(key, False, 0, f"Could not {doing}: {type(e).__name__}: {e}")
+        log.info("%s: %s", doing, "done" if result.ok else result.error)
+        if on_result is not None:
+            on_result(result)
+        return result
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(plan))), thread_name_prefix="cloud-transfer") as pool:
+        return list(pool.map(run, plan))

@@ -1,0 +1,289 @@
+"""providers.aws.AwsStorage against a real moto S3 server on 127.0.0.1 (see conftest.py)."""
+
+import hashlib
+import os
+import threading
+
+import pytest
+
+from galaxy_cloud_storage.config import AwsSettings
+from galaxy_cloud_storage.providers.aws import (
+    AwsCredentials,
+    AwsStorage,
+    MiB,
+)
+from galaxy_cloud_storage.providers.base import (
+    AccessDenied,
+    BucketNotFound,
+    MissingCredentials,
+    ObjectInfo,
+    ObjectNotFound,
+    StorageError,
+)
+
+BUCKET = "test-bucket"
+USER_KEYS = AwsCredentials("user-test-key", "user-test-secret", "user-test-token")
+ODD_KEY = "dir/sub dir/ünïcødé ✓ file.txt"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(MiB), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def storage_for(server, credentials=USER_KEYS, **kwargs) -> AwsStorage:
+    return AwsStorage(AwsSettings(s3_endpoint_url=server.endpoint_url), credentials, **kwargs)
+
+
+@pytest.fixture
+def admin(moto_s3):
+    client = moto_s3.admin()
+    client.create_bucket(Bucket=BUCKET)
+    return client
+
+
+@pytest.fixture
+def storage(moto_s3, admin):
+    return storage_for(moto_s3)
+
+
+def dead_endpoint() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"  # closed again: nothing listens there
+
+
+# --- buckets and objects -------------------------------------------------------------------------
+
+
+def test_check_bucket_present(storage):
+    storage.check_bucket(BUCKET)
+
+
+def test_check_bucket_missing(storage):
+    with pytest.raises(BucketNotFound, match="Bucket 'no-such-bucket' does not exist"):
+        storage.check_bucket("no-such-bucket")
+
+
+def test_check_bucket_unreachable_endpoint():
+    storage = AwsStorage(AwsSettings(s3_endpoint_url=dead_endpoint()), USER_KEYS)
+    with pytest.raises(StorageError, match="is unreachable") as e:
+        storage.check_bucket(BUCKET)
+    assert not isinstance(e.value, (BucketNotFound, AccessDenied))
+    assert USER_KEYS.secret_access_key not in str(e.value)
+
+
+def test_stat_present_and_missing(storage, admin):
+    admin.put_object(Bucket=BUCKET, Key=ODD_KEY, Body=b"12345")
+    assert storage.stat(BUCKET, ODD_KEY) == ObjectInfo(key=ODD_KEY, size=5)
+    assert storage.stat(BUCKET, "missing.txt") is None
+
+
+# --- round trips ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key,size",
+    [
+        ("empty", 0),
+        (ODD_KEY, 1000),
+        ("big/40 MiB object.bin", 40 * MiB),  # above the 16 MiB part size: multipart both ways
+    ],
+)
+def test_round_trip(storage, admin, tmp_path, key, size):
+    data = os.urandom(size)
+    source = tmp_path / "source"
+    source.write_bytes(data)
+
+    assert storage.upload(str(source), BUCKET, key) == size
+    # Read back by another client: the bytes are really there, under the exact key.
+    assert sha256(admin.get_object(Bucket=BUCKET, Key=key)["Body"].read()) == sha256(data)
+    assert storage.stat(BUCKET, key) == ObjectInfo(key=key, size=size)
+    if size > 16 * MiB:
+        assert admin.head_object(Bucket=BUCKET, Key=key)["ETag"].endswith('-3"')  # 3 parts
+
+    target = tmp_path / "target"
+    assert storage.download(BUCKET, key, str(target)) == size
+    assert file_sha256(target) == sha256(data)
+    assert sorted(os.listdir(tmp_path)) == ["source", "target"]  # no temporary files left
+
+
+def test_download_missing_object(storage, tmp_path):
+    target = tmp_path / "dataset.dat"
+    target.write_bytes(b"")  # Galaxy creates its output files before the job runs
+    with pytest.raises(ObjectNotFound, match="Object 'nope.txt' does not exist in bucket 'test-bucket'"):
+        storage.download(BUCKET, "nope.txt", str(target))
+    assert os.listdir(tmp_path) == []
+
+
+def test_download_failing_midway_leaves_no_file(moto_s3, admin, tmp_path):
+    data = os.urandom(12 * MiB)
+    admin.put_object(Bucket=BUCKET, Key="going.bin", Body=data)
+    storage = storage_for(moto_s3, part_size=5 * MiB)  # 3 ranged GETs
+    gets = []
+    lock = threading.Lock()
+
+    def delete_after_first_part(params, **kwargs):
+        with lock:
+            gets.append(params["headers"].get("Range"))  # the request about to be sent
+            if len(gets) == 2:  # someone deletes the object while it is being copied
+                admin.delete_object(Bucket=BUCKET, Key="going.bin")
+
+    storage.client.meta.events.register("before-call.s3.GetObject", delete_after_first_part)
+    target = tmp_path / "dataset.dat"
+    with pytest.raises(ObjectNotFound, match="going.bin"):
+        storage.download(BUCKET, "going.bin", str(target))
+    assert len(gets) >= 2 and all(gets)
+    assert os.listdir(tmp_path) == []  # neither the target nor s3transfer's temporary file
+
+
+def test_upload_missing_file(storage, tmp_path):
+    with pytest.raises(StorageError, match="Cannot read .*nothing-here.* to send it to 'x' in bucket 'test-bucket'"):
+        storage.upload(str(tmp_path / "nothing-here"), BUCKET, "x")
+
+
+def test_upload_to_missing_bucket(storage, tmp_path):
+    source = tmp_path / "source"
+    source.write_bytes(b"data")
+    with pytest.raises(BucketNotFound, match="Bucket 'no-such-bucket' does not exist"):
+        storage.upload(str(source), "no-such-bucket", "x")
+
+
+def test_failed_multipart_upload_is_aborted(moto_s3, admin, tmp_path):
+    source = tmp_path / "source"
+    source.write_bytes(os.urandom(12 * MiB))
+    storage = storage_for(moto_s3, part_size=5 * MiB)  # 3 parts
+    calls = []
+    lock = threading.Lock()
+
+    def fail_after_first_part(**kwargs):
+        with lock:
+            calls.append(kwargs["event_name"])
+            if kwargs["event_name"].endswith("UploadPart") and calls.count(kwargs["event_name"]) >= 2:
+                # the file cannot be read any further
+                raise OSError(5, "Input/output error")
+
+    events = storage.client.meta.events
+    for operation in ("CreateMultipartUpload", "UploadPart", "AbortMultipartUpload", "CompleteMultipartUpload"):
+        events.register(f"before-call.s3.{operation}", fail_after_first_part)
+
+    with pytest.raises(StorageError, match="Could not upload object 'part.bin' in bucket 'test-bucket': Input/output error"):
+        storage.upload(str(source), BUCKET, "part.bin")
+    assert "before-call.s3.CreateMultipartUpload" in calls
+    assert "before-call.s3.AbortMultipartUpload" in calls
+    assert "before-call.s3.CompleteMultipartUpload" not in calls
+    # Checked on the server: no upload in progress (its parts would be stored and billed, unseen).
+    assert admin.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert admin.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
+
+
+# --- credentials, endpoints, regions -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [AwsCredentials("", ""), AwsCredentials("key", ""), AwsCredentials("", "secret"), AwsCredentials("", "", "token"), None],
+)
+def test_missing_credentials(credentials):
+    # Nothing listens at the endpoint: the error comes before any request.
+    with pytest.raises(MissingCredentials, match="No AWS access key and secret"):
+        AwsStorage(AwsSettings(s3_endpoint_url=dead_endpoint()), credentials)
+
+
+def test_credentials_repr_hides_secrets():
+    text = repr(USER_KEYS) + str(USER_KEYS)
+    assert "user-test-key" in text
+    assert "user-test-secret" not in text and "user-test-token" not in text
+
+
+def test_endpoint_and_region_come_from_settings_and_record():
+    aws = AwsStorage(AwsSettings(), USER_KEYS)
+    assert aws.endpoint_url is None
+    assert aws.region == "us-east-1"
+    assert aws.client.meta.endpoint_url == "https://s3.amazonaws.com"
+
+    settings = AwsSettings(s3_endpoint_url="http://127.0.0.1:9000/", s3_region="eu-west-3")
+    assert AwsStorage(settings, USER_KEYS).region == "eu-west-3"
+    custom = AwsStorage(settings, USER_KEYS, region="ca-central-1")
+    assert custom.region == custom.client.meta.region_name == "ca-central-1"
+    assert custom.client.meta.endpoint_url == "http://127.0.0.1:9000"
+
+
+def test_server_identity_is_never_used(moto_strict, monkeypatch, tmp_path):
+    """Invariant 3: good credentials in every place boto3 and cloudbridge would look are ignored."""
+    good_key, good_secret = moto_strict.access_key_id, moto_strict.secret_access_key
+    credentials_file = tmp_path / "credentials"
+    credentials_file.write_text(
+        f"[default]\naws_access_key_id = {good_key}\naws_secret_access_key = {good_secret}\n"
+        f"[server]\naws_access_key_id = {good_key}\naws_secret_access_key = {good_secret}\n"
+    )
+    config_file = tmp_path / "config"
+    # An endpoint that is nothing: if it were read, even good requests would fail.
+    config_file.write_text(f"[default]\nendpoint_url = {dead_endpoint()}\n[profile server]\nendpoint_url = {dead_endpoint()}\n")
+    cloudbridge_ini = tmp_path / "cloudbridge.ini"
+    cloudbridge_ini.write_text(
+        f"[aws]\naws_access_key = {good_key}\naws_secret_key = {good_secret}\naws_session_token = stray-token\n"
+    )
+    monkeypatch.setattr("cloudbridge.base.provider.CloudBridgeConfigLocations", [str(cloudbridge_ini)])
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": good_key,
+        "AWS_SECRET_ACCESS_KEY": good_secret,
+        "AWS_ACCESS_KEY": good_key,  # cloudbridge's own names
+        "AWS_SECRET_KEY": good_secret,
+        "AWS_SHARED_CREDENTIALS_FILE": str(credentials_file),
+        "AWS_CONFIG_FILE": str(config_file),
+        "AWS_PROFILE": "server",
+        "AWS_ENDPOINT_URL": dead_endpoint(),
+        "AWS_ENDPOINT_URL_S3": dead_endpoint(),
+        "CB_DEBUG": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    with pytest.raises(MissingCredentials):
+        AwsStorage(AwsSettings(s3_endpoint_url=moto_strict.endpoint_url), AwsCredentials("", ""))
+
+    # Someone else's keys: refused by the server, although the environment holds good ones.
+    wrong = storage_for(moto_strict, AwsCredentials("AKIAWRONGWRONGWRONG1", "wrong-secret"))
+    assert wrong.provider.session.get_credentials().method == "explicit"
+    with pytest.raises(AccessDenied):
+        wrong.check_bucket(moto_strict.bucket)
+
+    # The user's own keys: work, at the admin's endpoint, with no stray session token.
+    right = storage_for(moto_strict, AwsCredentials(good_key, good_secret))
+    assert right.provider.session.get_credentials().token is None
+    assert right.client.meta.endpoint_url == moto_strict.endpoint_url
+    right.check_bucket(moto_strict.bucket)
+    assert right.stat(moto_strict.bucket, moto_strict.key) == ObjectInfo(moto_strict.key, 6)
+
+    # A profile that does not exist would make a default boto3 session fail; ours never reads it.
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    storage_for(moto_strict, AwsCredentials(good_key, good_secret)).check_bucket(moto_strict.bucket)
+
+
+def test_access_denied(moto_strict, tmp_path):
+    """Unknown keys on a server that enforces IAM: real 403s (InvalidAccessKeyId)."""
+    denied = storage_for(moto_strict, AwsCredentials("AKIAUNKNOWNUNKNOWN01", "bogus-secret", "bogus-token"))
+    bucket, key = moto_strict.bucket, moto_strict.key
+    with pytest.raises(AccessDenied, match=f"Access to bucket '{bucket}' denied") as e:
+        denied.check_bucket(bucket)
+    with pytest.raises(AccessDenied, match=f"Access to object '{key}' in bucket '{bucket}' denied"):
+        denied.stat(bucket, key)
+    target = tmp_path / "dataset.dat"
+    with pytest.raises(AccessDenied, match=f"object '{key}'"):
+        denied.download(bucket, key, str(target))
+    assert not target.exists()
+    source = tmp_path / "source"
+    source.write_bytes(b"data")
+    with pytest.raises(AccessDenied, match="object 'new.txt'") as upload_error:
+        denied.upload(str(source), bucket, "new.txt")
+    for error in (e.value, upload_error.value):
+        assert "bogus-secret" not in str(error) and "bogus-token" not in str(error)
