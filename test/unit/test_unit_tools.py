@@ -1,0 +1,37 @@
+"""The plugin's Galaxy tools and the tool_conf entry that loads them."""
+
+import os
+import xml.etree.ElementTree as ET
+
+from galaxy.tool_util.parser import get_tool_source
+
+from galaxy_cloud_storage.cli import tool_conf_main
+from galaxy_cloud_storage.tools import (
+    TOOL_FILES,
+    tool_conf_xml,
+    TOOLS_DIR,
+)
+
+
+def test_tool_conf_loads_both_tools_from_the_installed_package(tmp_path):
+    target = tmp_path / "cloud_storage_tool_conf.xml"
+    assert tool_conf_main([str(target)]) == 0
+    root = ET.parse(target).getroot()
+    assert root.get("tool_path") == TOOLS_DIR
+    files = [tool.get("file") for tool in root.iter("tool")]
+    assert files == list(TOOL_FILES)
+    for name in files:
+        assert os.path.exists(os.path.join(TOOLS_DIR, name))
+    assert target.read_text() == tool_conf_xml()
+
+
+def test_tools_parse_and_keep_secrets_off_the_command_line():
+    ids = {}
+    for name in TOOL_FILES:
+        source = get_tool_source(os.path.join(TOOLS_DIR, name))
+        ids[source.parse_id()] = source
+        command = source.parse_command()
+        # only config file paths on the command line: credentials live in a file the job deletes
+        assert "$credentials" in command and "$manifest" in command
+        assert "authz" not in command and "bucket" not in command
+    assert set(ids) == {"cloud_storage_get", "cloud_storage_send"}
