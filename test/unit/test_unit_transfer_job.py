@@ -1,0 +1,92 @@
+"""transfer.job, the process inside a Galaxy job: reads and deletes its credentials, moves the
+objects, fails loudly naming each failed object, and tells Galaxy the sniffed datatypes."""
+
+import json
+
+from galaxy_cloud_storage.transfer.job import (
+    GALAXY_JSON,
+    main,
+)
+
+BUCKET = "job-bucket"
+
+
+def write_job_files(tmp_path, moto_s3, manifest: dict, credentials: dict = None):
+    manifest_path, credentials_path = tmp_path / "manifest.json", tmp_path / "credentials.json"
+    manifest_path.write_text(json.dumps({"bucket": BUCKET, **manifest}))
+    delegation = credentials or {
+        "provider": "aws",
+        "settings": {"s3_endpoint_url": moto_s3.endpoint_url},
+        "config": {},
+        "credentials": {"access_key_id": "k", "secret_access_key": "s", "session_token": None, "expiration": None},
+    }
+    credentials_path.write_text(json.dumps(delegation))
+    return str(manifest_path), str(credentials_path)
+
+
+def test_get_fails_loudly_naming_each_missing_object(moto_s3, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    admin = moto_s3.admin()
+    admin.create_bucket(Bucket=BUCKET)
+    admin.put_object(Bucket=BUCKET, Key="here.txt", Body=b"x")
+    items = [
+        {"key": key, "path": str(tmp_path / f"out{i}.dat"), "output": f"output{i}"}
+        for i, key in enumerate(["here.txt", "gone-1.txt", "gone-2.txt"])
+    ]
+    manifest, credentials = write_job_files(tmp_path, moto_s3, {"items": items, "input_args": {}})
+
+    assert main(["get", manifest, credentials]) == 1
+
+    err = capsys.readouterr().err
+    assert "gone-1.txt" in err and "gone-2.txt" in err and "2 of 3 objects failed" in err
+    assert not (tmp_path / "credentials.json").exists()  # read, then deleted
+    assert not (tmp_path / GALAXY_JSON).exists()  # nothing is declared ok
+
+
+def test_get_sniffs_and_converts(moto_s3, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    admin = moto_s3.admin()
+    admin.create_bucket(Bucket=BUCKET)
+    admin.put_object(Bucket=BUCKET, Key="a.bed", Body=b"chr1\t1\t2\tx\t0\t+\n")
+    admin.put_object(Bucket=BUCKET, Key="spaced.txt", Body=b"a  b\r\nc  d\r\n")
+    items = [
+        {"key": "a.bed", "path": str(tmp_path / "out0.dat"), "output": "output0"},
+        {"key": "spaced.txt", "path": str(tmp_path / "out1.dat"), "output": "output1"},
+    ]
+    args = {"space_to_tab": True, "to_posix_lines": True}
+    manifest, credentials = write_job_files(tmp_path, moto_s3, {"items": items, "input_args": args})
+
+    assert main(["get", manifest, credentials]) == 0
+
+    provided = json.loads((tmp_path / GALAXY_JSON).read_text())
+    assert provided["output0"]["ext"] == "bed"
+    assert (tmp_path / "out1.dat").read_bytes() == b"a\tb\nc\td\n"
+
+
+def test_credentials_error_is_reported_and_nothing_moves(moto_s3, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    items = [{"key": "x", "path": str(tmp_path / "out0.dat"), "output": "output0"}]
+    manifest, credentials = write_job_files(tmp_path, moto_s3, {"items": items}, {"error": "Your login with 'oidc' has expired."})
+
+    assert main(["get", manifest, credentials]) == 1
+
+    assert "Your login with 'oidc' has expired." in capsys.readouterr().err
+    assert not (tmp_path / "credentials.json").exists()
+    assert not (tmp_path / "out0.dat").exists()
+
+
+def test_send_keeps_an_object_that_appeared_since_the_request(moto_s3, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    admin = moto_s3.admin()
+    admin.create_bucket(Bucket=BUCKET)
+    admin.put_object(Bucket=BUCKET, Key="taken.txt", Body=b"theirs")
+    (tmp_path / "d0.dat").write_bytes(b"mine")
+    (tmp_path / "d1.dat").write_bytes(b"new")
+    items = [{"key": "taken.txt", "path": str(tmp_path / "d0.dat")}, {"key": "free.txt", "path": str(tmp_path / "d1.dat")}]
+    manifest, credentials = write_job_files(tmp_path, moto_s3, {"items": items, "overwrite_existing": False})
+
+    assert main(["send", manifest, credentials]) == 1
+
+    assert "taken.txt" in capsys.readouterr().err
+    assert admin.get_object(Bucket=BUCKET, Key="taken.txt")["Body"].read() == b"theirs"
+    assert admin.get_object(Bucket=BUCKET, Key="free.txt")["Body"].read() == b"new"
