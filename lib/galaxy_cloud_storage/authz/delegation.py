@@ -26,7 +26,7 @@ from galaxy import exceptions
 from galaxy.model import UserAuthnzToken
 from ..config import PluginConfig
 from ..model import CloudAuthz
-from ..providers.aws import AwsCredentials
+from ..providers.aws import AwsCredentials  # (importing providers also quiets botocore's debug logging)
 from .configs import (
     AwsAuthzConfig,
     PROVIDER_CONFIGS,
