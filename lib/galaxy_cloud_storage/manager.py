@@ -72,7 +72,7 @@ class CloudManager:
             )
 
         args = payload.input_args or GetInputArgs()
-        outputs = [self._new_hda(trans, history, key, args) for key in payload.objects]
+        outputs = self._new_hdas(trans, history, payload.objects, args)
         params = {
             "authz_id": str(authz.id),
             "bucket": payload.bucket,
@@ -82,21 +82,20 @@ class CloudManager:
         job = self._enqueue(trans, tool, history, params, inputs=[], outputs=outputs)
         return [self._summary(hda, job) for hda in outputs]
 
-    def _new_hda(self, trans, history, key: str, args: GetInputArgs) -> HistoryDatasetAssociation:
-        hda = HistoryDatasetAssociation(
-            name=key,
-            extension=args.file_type,
-            dbkey=args.dbkey,
-            history=history,
-            create_dataset=True,
-            sa_session=trans.sa_session,
-        )
-        trans.sa_session.add(hda)
-        hda.state = hda.states.QUEUED
-        history.add_dataset(hda, genome_build=args.dbkey, quota=False)
+    def _new_hdas(self, trans, history, keys: list[str], args: GetInputArgs) -> list[HistoryDatasetAssociation]:
+        """One queued dataset per key, added to the history in one go (hids assigned at once)."""
+        hdas = []
+        for key in keys:
+            hda = HistoryDatasetAssociation(
+                name=key, extension=args.file_type, dbkey=args.dbkey, create_dataset=True, sa_session=trans.sa_session
+            )
+            hda.state = hda.states.QUEUED
+            hdas.append(hda)
+        history.add_datasets(trans.sa_session, hdas, genome_build=args.dbkey, quota=False)
         permissions = self.app.security_agent.history_get_default_permissions(history)
-        self.app.security_agent.set_all_dataset_permissions(hda.dataset, permissions, new=True, flush=False)
-        return hda
+        for hda in hdas:
+            self.app.security_agent.set_all_dataset_permissions(hda.dataset, permissions, new=True, flush=False)
+        return hdas
 
     @staticmethod
     def _summary(hda: HistoryDatasetAssociation, job: Job) -> CloudDatasetSummary:

@@ -1,11 +1,14 @@
-"""transfer.job, the process inside a Galaxy job: reads and deletes its credentials, moves the
-objects, fails loudly naming each failed object, and tells Galaxy the sniffed datatypes."""
+"""transfer.job and transfer.datatypes, the two steps inside a get job: read and delete the
+credentials, move the objects, fail loudly naming each failed object; then tell Galaxy the sniffed
+datatypes."""
 
 import json
 
+from galaxy_cloud_storage.transfer import datatypes
+from galaxy_cloud_storage.transfer.datatypes import GALAXY_JSON
 from galaxy_cloud_storage.transfer.job import (
-    GALAXY_JSON,
     main,
+    read_credentials,
 )
 
 BUCKET = "job-bucket"
@@ -57,6 +60,8 @@ def test_get_sniffs_and_converts(moto_s3, tmp_path, monkeypatch):
     manifest, credentials = write_job_files(tmp_path, moto_s3, {"items": items, "input_args": args})
 
     assert main(["get", manifest, credentials]) == 0
+    assert not (tmp_path / GALAXY_JSON).exists()  # the transfer step does not load Galaxy's datatypes
+    assert datatypes.main([manifest]) == 0
 
     provided = json.loads((tmp_path / GALAXY_JSON).read_text())
     assert provided["output0"]["ext"] == "bed"
@@ -90,3 +95,25 @@ def test_send_keeps_an_object_that_appeared_since_the_request(moto_s3, tmp_path,
     assert "taken.txt" in capsys.readouterr().err
     assert admin.get_object(Bucket=BUCKET, Key="taken.txt")["Body"].read() == b"theirs"
     assert admin.get_object(Bucket=BUCKET, Key="free.txt")["Body"].read() == b"new"
+
+
+def test_credentials_and_galaxys_copy_of_them_are_deleted(tmp_path):
+    # Galaxy's job script copies configs/ to _configs/ before the tool runs.
+    for directory in ("configs", "_configs"):
+        (tmp_path / directory).mkdir()
+        (tmp_path / directory / "tmpcreds").write_text('{"error": "x"}')
+    (tmp_path / "_configs" / "tmpmanifest").write_text("{}")
+
+    assert read_credentials(str(tmp_path / "configs" / "tmpcreds")) == {"error": "x"}
+
+    assert not (tmp_path / "configs" / "tmpcreds").exists()
+    assert not (tmp_path / "_configs" / "tmpcreds").exists()
+    assert (tmp_path / "_configs" / "tmpmanifest").exists()  # only the credentials go
+
+
+def test_datatypes_step_is_skipped_for_an_explicit_file_type(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"items": [{"key": "x", "path": "/nonexistent", "output": "output0"}], "input_args": {"file_type": "tabular"}}))
+    assert datatypes.main([str(manifest)]) == 0
+    assert not (tmp_path / GALAXY_JSON).exists()

@@ -4,8 +4,10 @@
 
 It needs nothing from Galaxy's web process or database (invariant 9): the manifest says what to
 move where, the credentials file (written by the handler when the job was prepared) says how.
-The credentials file is deleted as soon as it is read. Any failed object fails the job (exit 1)
+The credentials file (and Galaxy's copy of it) is deleted as soon as it is read. Any failed object fails the job (exit 1)
 with a line per object on stderr, which Galaxy shows on the job's datasets (invariant 7).
+Datatypes are set afterwards by ``transfer.datatypes``, a process of its own, so that Galaxy's
+datatypes registry does not weigh on this one's memory (invariant 8).
 """
 
 import json
@@ -23,7 +25,18 @@ from .engine import (
     SendItem,
 )
 
-GALAXY_JSON = "galaxy.json"  # Galaxy reads each output's metadata (the sniffed ext) from it
+
+def credential_copies(path: str) -> list[str]:
+    """The credentials file and Galaxy's copy of it. Galaxy's job script copies the job's
+    ``configs/`` directory to ``_configs/`` before the tool runs (to restore it for a rerun), and
+    keeps the job directory after the job (always with ``cleanup_job: never``, for failed jobs
+    with the default ``onsuccess``): the copy has to go too."""
+    copies = [path]
+    directory, name = os.path.split(os.path.abspath(path))
+    parent, base = os.path.split(directory)
+    if base == "configs":
+        copies.append(os.path.join(parent, "_configs", name))
+    return copies
 
 
 def read_credentials(path: str) -> dict:
@@ -31,10 +44,11 @@ def read_credentials(path: str) -> dict:
         with open(path) as fh:
             return json.load(fh)
     finally:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+        for copy in credential_copies(path):
+            try:
+                os.unlink(copy)
+            except OSError:
+                pass
 
 
 def report(results: list[ItemResult], verb: str) -> int:
@@ -49,47 +63,9 @@ def report(results: list[ItemResult], verb: str) -> int:
     return 1 if failed else 0
 
 
-def datatypes_registry(conf: Optional[str]):
-    from galaxy.datatypes.registry import Registry
-
-    registry = Registry()
-    registry.load_datatypes(root_dir=os.getcwd(), config=conf)
-    return registry
-
-
-def set_datatypes(manifest: dict) -> None:
-    """Sniff (or take ``file_type``), convert when asked, and tell Galaxy each dataset's ext."""
-    from galaxy.datatypes.upload_util import handle_upload
-
-    args = manifest.get("input_args") or {}
-    registry = datatypes_registry(manifest.get("datatypes_conf"))
-    provided = {}
-    for item in manifest["items"]:
-        response = handle_upload(
-            registry=registry,
-            path=item["path"],
-            requested_ext=args.get("file_type") or "auto",
-            name=item["key"],
-            tmp_prefix=None,
-            tmp_dir=os.getcwd(),
-            check_content=False,  # the object's bytes are the user's; keep them as they are
-            link_data_only=False,
-            in_place=True,
-            auto_decompress=False,
-            convert_to_posix_lines=bool(args.get("to_posix_lines")),
-            convert_spaces_to_tabs=bool(args.get("space_to_tab")),
-        )
-        provided[item["output"]] = {"ext": response.ext}
-    with open(GALAXY_JSON, "w") as meta:
-        json.dump(provided, meta)
-
-
 def run_get(backend: StorageBackend, manifest: dict) -> int:
     items = [GetItem(item["key"], item["path"]) for item in manifest["items"]]
-    status = report(get_objects(backend, manifest["bucket"], items), "Copied")
-    if status == 0:
-        set_datatypes(manifest)
-    return status
+    return report(get_objects(backend, manifest["bucket"], items), "Copied")
 
 
 def run_send(backend: StorageBackend, manifest: dict) -> int:

@@ -1,0 +1,69 @@
+"""The get job's second step: sniff each new dataset's datatype (or take ``file_type``), convert
+text when asked, and tell Galaxy through galaxy.json. Run after the transfer succeeded:
+
+    python -m galaxy_cloud_storage.transfer.datatypes MANIFEST
+
+A process of its own because Galaxy's datatypes registry costs about 250 MiB and several seconds to
+load, which the transfer itself does not need.
+"""
+
+import json
+import os
+import sys
+from typing import Optional
+
+GALAXY_JSON = "galaxy.json"  # Galaxy reads each output's metadata (the sniffed ext) from it
+
+
+def needed(manifest: dict) -> bool:
+    """Whether there is anything to sniff or convert; otherwise the datasets keep their file_type."""
+    args = manifest.get("input_args") or {}
+    return (args.get("file_type") or "auto") == "auto" or bool(args.get("to_posix_lines") or args.get("space_to_tab"))
+
+
+def datatypes_registry(conf: Optional[str]):
+    from galaxy.datatypes.registry import Registry
+
+    registry = Registry()
+    registry.load_datatypes(root_dir=os.getcwd(), config=conf)
+    return registry
+
+
+def set_datatypes(manifest: dict) -> None:
+    """Sniff (or take ``file_type``), convert when asked, and tell Galaxy each dataset's ext."""
+    from galaxy.datatypes.upload_util import handle_upload
+
+    args = manifest.get("input_args") or {}
+    registry = datatypes_registry(manifest.get("datatypes_conf"))
+    provided = {}
+    for item in manifest["items"]:
+        response = handle_upload(
+            registry=registry,
+            path=item["path"],
+            requested_ext=args.get("file_type") or "auto",
+            name=item["key"],
+            tmp_prefix=None,
+            tmp_dir=os.getcwd(),
+            check_content=False,  # the object's bytes are the user's; keep them as they are
+            link_data_only=False,
+            in_place=True,
+            auto_decompress=False,
+            convert_to_posix_lines=bool(args.get("to_posix_lines")),
+            convert_spaces_to_tabs=bool(args.get("space_to_tab")),
+        )
+        provided[item["output"]] = {"ext": response.ext}
+    with open(GALAXY_JSON, "w") as meta:
+        json.dump(provided, meta)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    (manifest_path,) = argv if argv is not None else sys.argv[1:]
+    with open(manifest_path) as fh:
+        manifest = json.load(fh)
+    if needed(manifest):
+        set_datatypes(manifest)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
