@@ -7,7 +7,6 @@ whole request (invariant 9); its credentials are minted again when the job runs 
 
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Optional
 
@@ -40,7 +39,6 @@ log = logging.getLogger(__name__)
 
 GET_TOOL_ID = "cloud_storage_get"
 SEND_TOOL_ID = "cloud_storage_send"
-CHECK_WORKERS = 16  # parallel HEAD requests while validating a request
 OVERWRITE_SUFFIX = "_%y%m%d_%H%M%S"  # the old API's rule for a name that is taken
 
 
@@ -221,8 +219,7 @@ class CloudManager:
     @staticmethod
     def _stat_all(backend: StorageBackend, bucket: str, keys: list[str]) -> list:
         try:
-            with ThreadPoolExecutor(min(CHECK_WORKERS, len(keys) or 1)) as pool:
-                return list(pool.map(lambda key: backend.stat(bucket, key), keys))
+            return backend.stat_many(bucket, keys)
         except AccessDenied as e:
             raise exceptions.ItemAccessibilityException(str(e))
         except StorageError as e:

@@ -287,3 +287,29 @@ def test_access_denied(moto_strict, tmp_path):
         denied.upload(str(source), bucket, "new.txt")
     for error in (e.value, upload_error.value):
         assert "bogus-secret" not in str(error) and "bogus-token" not in str(error)
+
+
+def test_stat_many_answers_from_one_listing_and_falls_back_to_heads(moto_s3):
+    admin = moto_s3.admin()
+    admin.create_bucket(Bucket="many")
+    for i in range(30):
+        admin.put_object(Bucket="many", Key=f"run/{i:02d}.txt", Body=b"x" * i)
+    admin.put_object(Bucket="many", Key="other/z.txt", Body=b"zz")
+    storage = AwsStorage(AwsSettings(s3_endpoint_url=moto_s3.endpoint_url), AwsCredentials("k", "s"))
+    keys = [f"run/{i:02d}.txt" for i in (3, 0, 29)] + ["run/missing.txt", "other/z.txt"]
+    calls = []
+    storage.client.meta.events.register("before-call.s3.*", lambda model, **kw: calls.append(model.name))
+
+    found = storage.stat_many("many", keys)
+
+    assert found == [ObjectInfo("run/03.txt", 3), ObjectInfo("run/00.txt", 0), ObjectInfo("run/29.txt", 29), None, ObjectInfo("other/z.txt", 2)]
+    assert calls == ["ListObjectsV2"]  # the common prefix is "" here: one short listing still answers all
+    calls.clear()
+    import galaxy_cloud_storage.providers.aws as aws
+
+    limit, aws.LISTING_LIMIT = aws.LISTING_LIMIT, 10
+    try:
+        assert storage.stat_many("many", keys) == found
+    finally:
+        aws.LISTING_LIMIT = limit
+    assert calls.count("HeadObject") >= 2  # a long listing gives way to HEADs for the rest

@@ -62,6 +62,7 @@ MiB = 1024 * 1024
 PART_SIZE = 16 * MiB
 CONCURRENCY = 4
 DEFAULT_REGION = "us-east-1"
+LISTING_LIMIT = 10000  # past this many keys under a prefix, HEAD the keys instead of listing on
 # botocore's 'standard' mode retries throttling, 5xx and connection errors with backoff.
 RETRIES = {"mode": "standard", "max_attempts": 4}
 # HTTP error codes that mean "these credentials may not do that" (some come back as 400, not 403).
@@ -206,6 +207,31 @@ class AwsStorage(StorageBackend):
         except Exception as e:
             self._raise(e, "read", bucket, key)
         return ObjectInfo(key=key, size=head["ContentLength"])
+
+    def stat_many(self, bucket: str, keys: list[str]) -> list[Optional[ObjectInfo]]:
+        """One listing under the keys' common prefix answers for all of them when it is short
+        (a request's 100 keys in one folder: one call instead of 100 HEADs); otherwise, or where
+        listing is not allowed, HEAD each key."""
+        prefix = os.path.commonprefix(keys) if keys else ""
+        wanted, sizes = set(keys), {}
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=prefix, PaginationConfig={"MaxItems": LISTING_LIMIT, "PageSize": 1000}
+            )
+            listed = 0
+            for page in pages:
+                for item in page.get("Contents", []):
+                    listed += 1
+                    if item["Key"] in wanted:
+                        sizes[item["Key"]] = item["Size"]
+            complete = listed < LISTING_LIMIT
+        except Exception:  # denied or unsupported listing: HEADs still answer key by key
+            complete = False
+        if complete:
+            return [ObjectInfo(key, sizes[key]) if key in sizes else None for key in keys]
+        unknown = [key for key in keys if key not in sizes]
+        headed = dict(zip(unknown, super().stat_many(bucket, unknown)))
+        return [ObjectInfo(key, sizes[key]) if key in sizes else headed[key] for key in keys]
 
     def download(self, bucket: str, key: str, path: str) -> int:
         try:

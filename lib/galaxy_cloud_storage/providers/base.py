@@ -1,9 +1,11 @@
 """The interface the manager and the transfer engine use, whatever the cloud."""
 
 import abc
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
 
+STAT_WORKERS = 16  # parallel HEAD requests for stat_many
 
 class StorageError(Exception):
     """A storage operation failed; ``str()`` is a message fit for a user (no credentials in it)."""
@@ -41,6 +43,13 @@ class StorageBackend(abc.ABC):
     @abc.abstractmethod
     def stat(self, bucket: str, key: str) -> Optional[ObjectInfo]:
         """The object's size, or None when it does not exist; AccessDenied when not allowed."""
+
+    def stat_many(self, bucket: str, keys: list[str]) -> list[Optional[ObjectInfo]]:
+        """``stat`` of each key, in order; a backend that can list cheaply overrides this."""
+        if not keys:
+            return []
+        with ThreadPoolExecutor(min(STAT_WORKERS, len(keys))) as pool:
+            return list(pool.map(lambda key: self.stat(bucket, key), keys))
 
     @abc.abstractmethod
     def download(self, bucket: str, key: str, path: str) -> int:
