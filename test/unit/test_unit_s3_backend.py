@@ -303,7 +303,7 @@ def test_stat_many_answers_from_one_listing_and_falls_back_to_heads(moto_s3):
     found = storage.stat_many("many", keys)
 
     assert found == [ObjectInfo("run/03.txt", 3), ObjectInfo("run/00.txt", 0), ObjectInfo("run/29.txt", 29), None, ObjectInfo("other/z.txt", 2)]
-    assert calls == ["ListObjectsV2"]  # the common prefix is "" here: one short listing still answers all
+    assert calls == ["ListObjectsV2", "HeadObject"]  # one short listing answers all; one HEAD proves read access
     calls.clear()
     import galaxy_cloud_storage.providers.aws as aws
 

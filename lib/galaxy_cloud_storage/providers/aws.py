@@ -211,7 +211,8 @@ class AwsStorage(StorageBackend):
     def stat_many(self, bucket: str, keys: list[str]) -> list[Optional[ObjectInfo]]:
         """One listing under the keys' common prefix answers for all of them when it is short
         (a request's 100 keys in one folder: one call instead of 100 HEADs); otherwise, or where
-        listing is not allowed, HEAD each key."""
+        listing is not allowed, HEAD each key. The first key is HEADed in any case: listing is
+        allowed more often than reading, and a 403 there must not read as "missing"."""
         prefix = os.path.commonprefix(keys) if keys else ""
         wanted, sizes = set(keys), {}
         try:
@@ -228,7 +229,8 @@ class AwsStorage(StorageBackend):
         except Exception:  # denied or unsupported listing: HEADs still answer key by key
             complete = False
         if complete:
-            return [ObjectInfo(key, sizes[key]) if key in sizes else None for key in keys]
+            first = self.stat(bucket, keys[0])  # AccessDenied where objects may not be read
+            return [first] + [ObjectInfo(key, sizes[key]) if key in sizes else None for key in keys[1:]]
         unknown = [key for key in keys if key not in sizes]
         headed = dict(zip(unknown, super().stat_many(bucket, unknown)))
         return [ObjectInfo(key, sizes[key]) if key in sizes else headed[key] for key in keys]
