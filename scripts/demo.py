@@ -1,14 +1,27 @@
-"""Quick start: a real Galaxy 26.1 with the plugin, and moto as its S3 + STS, all on 127.0.0.1.
+"""Quick start: a real Galaxy 26.1 with the plugin, an OpenID provider that Galaxy logs its users
+in with, and moto as their AWS (S3 + STS + IAM, IAM enforcement on), all on 127.0.0.1.
 
-Run it through ``scripts/demo``, which prepares the virtualenv first. It stays in the foreground;
-Ctrl-C (or SIGTERM) stops Galaxy, Galaxy's jobs and moto.
+Run it through ``scripts/demo``, which prepares the virtualenv and the provider first. It stays in
+the foreground; Ctrl-C (or SIGTERM) stops Galaxy, Galaxy's jobs, the provider and moto.
+
+What it sets up: Galaxy's OIDC login with the provider (Galaxy's generic ``oidc`` backend); the demo
+user, logged in through Galaxy's real login flow (the provider's login form, Galaxy's callback), so
+Galaxy holds that login's tokens as it would for a browser; in moto, a bucket, and an IAM role that
+identities of the provider may assume (AssumeRoleWithWebIdentity) to use that bucket only.
 
 Environment:
   GALAXY_CLOUD_DEMO_PORT       Galaxy's port (default 8080)
   GALAXY_CLOUD_DEMO_DIR        all state: configs, secrets, database, datasets, logs (default <repo>/.demo)
   GALAXY_CLOUD_DEMO_MOTO_PORT  moto's port (default: a free one)
+  GALAXY_CLOUD_DEMO_OIDC_PORT  the OpenID provider's port (default: a free one)
 
-Once Galaxy answers, ``$GALAXY_CLOUD_DEMO_DIR/demo.json`` holds its URL and the demo user's API key.
+Once all answer, ``$GALAXY_CLOUD_DEMO_DIR/demo.json`` says how to reach them::
+
+    {"galaxy_url": ..., "api_key": <the demo user's>, "authn_id": <the demo user's OIDC identity>,
+     "providers": {"aws": {"authz_config": {"role_arn": ...}, "bucket": ...,
+                           "admin": {"endpoint_url", "access_key", "secret_key"}}}}
+
+``admin`` is moto's own administrator: to look into the bucket, not for Galaxy.
 """
 
 import argparse
@@ -28,13 +41,19 @@ from typing import (
 import requests
 
 import localgalaxy
+import moto_aws
+import oidc_provider
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent  # the venv's console scripts (uvicorn, moto_server)
+BIN = Path(sys.executable).parent  # the venv's console scripts (uvicorn)
 HOST = "127.0.0.1"
+DEMO_LOGIN = "demo"  # the provider's login name; the email is <login>@example.org
 DEMO_EMAIL = "demo@example.org"
+DEMO_BUCKET = "galaxy-demo-bucket"
+DEMO_ROLE = "galaxy-demo"
 GALAXY_START_TIMEOUT = 600  # seconds; Galaxy takes 30-90 s on 2 cores
 MOTO_START_TIMEOUT = 30
+OIDC_START_TIMEOUT = 30
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 stop_signal: Optional[int] = None
@@ -104,9 +123,9 @@ def stop_all(services: list) -> None:
     if not services:
         return
     # A Galaxy still starting heeds SIGTERM only once its app is built, up to a minute later.
-    say(f"Stopping {' and '.join(name for name, _, _ in reversed(services))} (Ctrl-C again kills at once)")
+    say(f"Stopping {', '.join(name for name, _, _ in reversed(services))} (Ctrl-C again kills at once)")
     stop_signal = None  # from here on a signal means "kill now"
-    for name, process, _ in reversed(services):  # Galaxy before moto
+    for name, process, _ in reversed(services):  # Galaxy first
         localgalaxy.stop(process, kill_now=lambda: stop_signal is not None)
     say("Stopped")
 
@@ -133,24 +152,28 @@ def ensure_free(port: int, variable: str) -> None:
 
 
 def settings() -> tuple:
-    """The demo directory and the two ports, from the environment."""
+    """The demo directory and the ports of Galaxy, moto and the OpenID provider, from the environment."""
     demo_dir = Path(os.environ.get("GALAXY_CLOUD_DEMO_DIR") or ROOT / ".demo").resolve()
-    galaxy_port = port_from_env("GALAXY_CLOUD_DEMO_PORT", 8080)
-    ensure_free(galaxy_port, "GALAXY_CLOUD_DEMO_PORT")
-    moto_port = port_from_env("GALAXY_CLOUD_DEMO_MOTO_PORT", None)
-    if moto_port is None:
-        return demo_dir, galaxy_port, localgalaxy.free_port()
-    ensure_free(moto_port, "GALAXY_CLOUD_DEMO_MOTO_PORT")
-    return demo_dir, galaxy_port, moto_port
+    ports = []
+    for variable, default in (("GALAXY_CLOUD_DEMO_PORT", 8080), ("GALAXY_CLOUD_DEMO_MOTO_PORT", None), ("GALAXY_CLOUD_DEMO_OIDC_PORT", None)):
+        port = port_from_env(variable, default)
+        if port is None:
+            port = localgalaxy.free_port()
+        else:
+            ensure_free(port, variable)
+        ports.append(port)
+    if len(set(ports)) != len(ports):
+        raise DemoError(f"Galaxy, moto and the OpenID provider need three different ports, not {ports}")
+    return (demo_dir, *ports)
 
 
-def write_demo_json(demo_dir: Path, galaxy_url: str, api_key: str) -> Path:
+def write_demo_json(demo_dir: Path, described: dict) -> Path:
     """What scripts and later tools read to reach the demo; the one place that writes it. Atomic,
-    since scripts wait for it to appear; owner-only, since it holds a key."""
+    since scripts wait for it to appear; owner-only, since it holds keys."""
     path = demo_dir / "demo.json"
     tmp = path.with_name("demo.json.tmp")
     with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
-        json.dump({"galaxy_url": galaxy_url, "api_key": api_key}, fh, indent=2)
+        json.dump(described, fh, indent=2)
     os.replace(tmp, path)
     return path
 
@@ -165,35 +188,73 @@ def log_tail(path: Path, lines: int = 40) -> str:
 # -- the demo --------------------------------------------------------------------------------------
 
 
-def run(demo_dir: Path, galaxy_port: int, moto_port: int, services: list) -> NoReturn:
+def run(demo_dir: Path, galaxy_port: int, moto_port: int, oidc_port: int, services: list) -> NoReturn:
     (demo_dir / "logs").mkdir(parents=True, exist_ok=True)
     (demo_dir / "demo.json").unlink(missing_ok=True)  # a stale one would look like a started demo
     galaxy_url, moto_url = f"http://{HOST}:{galaxy_port}", f"http://{HOST}:{moto_port}"
+    issuer = oidc_provider.issuer_url(oidc_port)
     plugin_config = {"providers": {"aws": {"s3_endpoint_url": moto_url, "sts_endpoint_url": moto_url}}}
     # Rewritten on every start, so that changed ports take effect; the secrets in it are kept.
-    galaxy_yml = localgalaxy.write_galaxy_config(str(demo_dir), plugin_config, admin_email=DEMO_EMAIL)
+    oidc_settings = oidc_provider.galaxy_oidc_config(str(demo_dir), galaxy_url, issuer)
+    galaxy_yml = localgalaxy.write_galaxy_config(str(demo_dir), plugin_config, admin_email=DEMO_EMAIL, **oidc_settings)
     first_start = not (demo_dir / "database" / "universe.sqlite").exists()
+    logs = demo_dir / "logs"
+    oidc_log, moto_log, galaxy_log = logs / "oidc_provider.log", logs / "moto.log", logs / "galaxy.log"
 
-    moto_log, galaxy_log = demo_dir / "logs" / "moto.log", demo_dir / "logs" / "galaxy.log"
+    say(f"Starting the OpenID provider (log: {oidc_log})")
+    oidc = oidc_provider.start(oidc_port, str(oidc_log), galaxy_url, preexec_fn=die_with_parent)
+    services.append(("the OpenID provider", oidc, oidc_log))
     say(f"Starting moto (log: {moto_log})")
-    moto_argv = [str(BIN / "moto_server"), "-H", HOST, "-p", str(moto_port)]
-    services.append(("moto", localgalaxy.start(moto_argv, str(moto_log), str(demo_dir), preexec_fn=die_with_parent), moto_log))
+    moto = moto_aws.start(moto_port, str(moto_log), str(demo_dir), preexec_fn=die_with_parent)
+    services.append(("moto", moto, moto_log))
     say(f"Starting Galaxy (log: {galaxy_log})")
     galaxy_argv = [str(BIN / "uvicorn"), "--factory", "galaxy_cloud_storage.mount:factory", "--host", HOST, "--port", str(galaxy_port)]
     galaxy = localgalaxy.start_galaxy(galaxy_argv, galaxy_yml, str(galaxy_log), preexec_fn=die_with_parent)
     services.append(("Galaxy", galaxy, galaxy_log))
 
-    wait_until_answering("moto", services[0][1], moto_log, moto_url, MOTO_START_TIMEOUT)
-    say(f"moto (S3 + STS) answers at {moto_url}")
+    wait_until_answering("the OpenID provider", oidc, oidc_log, f"{issuer}/.well-known/openid-configuration", OIDC_START_TIMEOUT)
+    say(f"The OpenID provider answers at {issuer}")
+    wait_until_answering("moto", moto, moto_log, f"{moto_url}/moto-api/", MOTO_START_TIMEOUT)
+    # moto forgets everything when it stops: the admin, the bucket and the role are made on every start.
+    aws = moto_aws.make_admin(moto_url)
+    aws.create_bucket(DEMO_BUCKET)
+    role_arn = aws.create_web_identity_role(DEMO_ROLE, DEMO_BUCKET, issuer, oidc_provider.CLIENT_ID)
+    say(f"moto (S3 + STS + IAM) answers at {moto_url}: bucket {DEMO_BUCKET}, role {role_arn}")
     say("Waiting for Galaxy" + (" (first start: creating the database)" if first_start else ""))
     elapsed = wait_until_answering("Galaxy", galaxy, galaxy_log, f"{galaxy_url}/api/version", GALAXY_START_TIMEOUT)
     say(f"Galaxy answered /api/version {elapsed:.1f} s after it was started")
 
-    password = localgalaxy.persisted_secret(str(demo_dir / "demo_password"))
-    api_key = localgalaxy.user_api_key(galaxy_url, localgalaxy.admin_key(galaxy_yml), DEMO_EMAIL, password)
-    demo_json = write_demo_json(demo_dir, galaxy_url, api_key)
-    print(f"\n  Galaxy:   {galaxy_url}\n  API key:  {api_key}\n  S3 + STS: {moto_url} (moto)\n", flush=True)
-    say(f"Wrote {demo_json}. Ctrl-C stops Galaxy and moto.")
+    # Galaxy's real OIDC login, as a browser does it: on a later start the same user and identity
+    # are found again, and their API key is reused.
+    try:
+        session = oidc_provider.login(galaxy_url, DEMO_LOGIN)
+    except oidc_provider.LoginFailed as e:
+        hint = ""
+        if (demo_dir / "demo_password").exists():  # an earlier demo made the user with a password
+            hint = f" ({demo_dir} was made by an earlier version of the demo, whose {DEMO_EMAIL} has no OIDC identity: remove it)"
+        raise DemoError(f"Logging {DEMO_LOGIN} in to Galaxy through the OpenID provider failed{hint}: {e}", galaxy_log) from e
+    api_key = oidc_provider.api_key(session, galaxy_url)
+    authn_id = oidc_provider.identity_id(session, galaxy_url)
+    say(f"{DEMO_EMAIL} logged in to Galaxy through the OpenID provider (identity {authn_id})")
+    demo_json = write_demo_json(demo_dir, {
+        "galaxy_url": galaxy_url,
+        "api_key": api_key,
+        "authn_id": authn_id,
+        "providers": {
+            "aws": {
+                "authz_config": {"role_arn": role_arn},
+                "bucket": DEMO_BUCKET,
+                "admin": {"endpoint_url": moto_url, "access_key": aws.access_key, "secret_key": aws.secret_key},
+            }
+        },
+    })  # fmt: skip
+    print(
+        f"\n  Galaxy:         {galaxy_url}\n  API key:        {api_key} ({DEMO_EMAIL})"
+        f"\n  OpenID login:   {issuer} (any login name)\n  S3 + STS + IAM: {moto_url} (moto)"
+        f"\n  Bucket:         {DEMO_BUCKET}\n  Role:           {role_arn}\n",
+        flush=True,
+    )
+    say(f"Wrote {demo_json}. Ctrl-C stops Galaxy, the OpenID provider and moto.")
     while True:
         for name, process, log in services:
             check_alive(name, process, log)
@@ -206,12 +267,12 @@ def main() -> int:
         signal.signal(signum, on_stop_signal)
     services: list = []
     try:
-        demo_dir, galaxy_port, moto_port = settings()
-        run(demo_dir, galaxy_port, moto_port, services)
+        demo_dir, galaxy_port, moto_port, oidc_port = settings()
+        run(demo_dir, galaxy_port, moto_port, oidc_port, services)
     except Interrupted:
         say(f"{signal.Signals(stop_signal).name} received")
         return 0
-    except (DemoError, requests.RequestException) as e:
+    except (DemoError, RuntimeError, requests.RequestException) as e:
         say(str(e))
         if getattr(e, "log", None):
             print(f"--- last lines of {e.log} ---\n{log_tail(e.log)}", end="", file=sys.stderr, flush=True)

@@ -51,13 +51,17 @@ def write_galaxy_config(
     """Write galaxy.yml (and the files it names) for a minimal Galaxy in ``directory``; returns its path.
 
     What it holds is what a pip-installed Galaxy needs to start offline on 127.0.0.1: SQLite, the
-    local job runner, only the upload tool, no container or conda downloads, a database vault.
+    local job runner, the upload tool and the plugin's transfer tools (run with this venv's Python),
+    no container or conda downloads, a database vault.
     """
     from cryptography.fernet import Fernet
+
+    from galaxy_cloud_storage.tools import tool_conf_xml
 
     os.makedirs(os.path.join(directory, "database"), exist_ok=True)
     files = {
         "tool_conf.xml": UPLOAD_TOOL_CONF,
+        "cloud_storage_tool_conf.xml": tool_conf_xml(),
         "tool_data_table_conf.xml": "<tables/>\n",
         "cloud_storage_conf.yml": yaml.safe_dump(plugin_config),
     }
@@ -67,7 +71,8 @@ def write_galaxy_config(
         "data_dir": os.path.join(directory, "database"),
         "database_connection": f"sqlite:///{directory}/database/universe.sqlite?isolation_level=IMMEDIATE",
         "database_auto_migrate": True,
-        "tool_config_file": os.path.join(directory, "tool_conf.xml"),
+        "tool_config_file": ",".join(os.path.join(directory, name) for name in ("tool_conf.xml", "cloud_storage_tool_conf.xml")),
+        "preserve_python_environment": "legacy_and_local",  # the transfer tools run the plugin's Python
         "tool_data_table_config_path": os.path.join(directory, "tool_data_table_conf.xml"),
         "tool_path": BUNDLED_TOOLS,
         "id_secret": persisted_secret(os.path.join(directory, "id_secret")),

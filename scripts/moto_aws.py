@@ -3,7 +3,8 @@
 The first few IAM calls are free (``INITIAL_NO_AUTH_ACTION_COUNT``): they make an admin user with
 an access key; everything after that is signed and checked, as on AWS. The role and users it makes
 may list any bucket (so a missing bucket is told from a denied one) but read and write objects in
-one bucket only.
+one bucket only. STS AssumeRoleWithWebIdentity checks the token as AWS does (moto_sts_server.py):
+the role's trust policy names an IAM OpenID Connect provider for the token's issuer.
 """
 
 import json
@@ -12,6 +13,8 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Optional
+from urllib.parse import urlparse
 
 import boto3
 import requests
@@ -58,15 +61,29 @@ class AwsAdmin:
             }
         )
 
-    def create_web_identity_role(self, name: str, bucket: str, issuer_host: str = "127.0.0.1") -> str:
-        """A role that an OIDC identity may assume, allowed to use ``bucket`` only; returns its ARN."""
+    def create_oidc_provider(self, issuer: str, client_id: str) -> str:
+        """An IAM OpenID Connect provider for ``issuer`` with ``client_id`` as its audience (as an
+        admin makes one on AWS); returns its ARN. The same one again is not an error."""
+        iam = self.client("iam")
+        parsed = urlparse(issuer)
+        arn = f"arn:aws:iam::{ACCOUNT}:oidc-provider/{parsed.netloc}{parsed.path}"
+        if arn not in {p["Arn"] for p in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]}:
+            iam.create_open_id_connect_provider(Url=issuer, ClientIDList=[client_id], ThumbprintList=["0" * 40])
+        return arn
+
+    def create_web_identity_role(self, name: str, bucket: str, issuer: str, client_id: str) -> str:
+        """A role that identities of ``issuer`` (tokens for ``client_id``) may assume, allowed to use
+        ``bucket`` only; returns its ARN. Makes the IAM OpenID Connect provider too."""
+        provider_arn = self.create_oidc_provider(issuer, client_id)
+        audience_key = f"{urlparse(issuer).netloc}{urlparse(issuer).path}:aud"
         trust = {
             "Version": "2012-10-17",
             "Statement": [
                 {
                     "Effect": "Allow",
-                    "Principal": {"Federated": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{issuer_host}"},
+                    "Principal": {"Federated": provider_arn},
                     "Action": "sts:AssumeRoleWithWebIdentity",
+                    "Condition": {"StringEquals": {audience_key: client_id}},
                 }
             ],
         }
@@ -84,10 +101,30 @@ class AwsAdmin:
         return key["AccessKeyId"], key["SecretAccessKey"]
 
 
-def start(port: int, log_path: str, cwd: str, **start_kwargs) -> subprocess.Popen:
+def start(port: int, log_path: str, cwd: str, web_identity_log: Optional[str] = None, **start_kwargs) -> subprocess.Popen:
+    """moto on 127.0.0.1:``port`` (see moto_sts_server.py); with ``web_identity_log``, a JSON line
+    per AssumeRoleWithWebIdentity there (read it with ``web_identity_calls``)."""
     command = [sys.executable, os.path.join(HERE, "moto_sts_server.py"), "-H", "127.0.0.1", "-p", str(port)]
     env = {"INITIAL_NO_AUTH_ACTION_COUNT": str(FREE_CALLS)}
+    if web_identity_log:
+        env["MOTO_STS_WEB_IDENTITY_LOG"] = web_identity_log
     return localgalaxy.start(command, log_path, cwd, env, **start_kwargs)
+
+
+def web_identity_calls(web_identity_log: str) -> list[dict]:
+    """The AssumeRoleWithWebIdentity calls moto has answered so far, oldest first."""
+    if not os.path.exists(web_identity_log):
+        return []
+    with open(web_identity_log) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def issued_credentials(url: str) -> list[dict]:
+    """Every temporary credential moto's STS has issued (access key id, secret, session token,
+    session name), from moto's own state dump; an unsigned moto API call, not an AWS action."""
+    response = requests.get(f"{url}/moto-api/data.json", timeout=30)
+    response.raise_for_status()
+    return response.json().get("sts", {}).get("AssumedRole", [])
 
 
 def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> None:

@@ -21,7 +21,8 @@ class S3TestCase(CloudStorageTestCase):
         cls.moto_dir = tempfile.mkdtemp(prefix="gcs-moto-")
         port = localgalaxy.free_port()
         cls.moto_url = f"http://127.0.0.1:{port}"
-        cls.moto = moto_aws.start(port, os.path.join(cls.moto_dir, "moto.log"), cls.moto_dir)
+        cls.web_identity_log = os.path.join(cls.moto_dir, "web_identity.jsonl")  # moto_aws.web_identity_calls
+        cls.moto = moto_aws.start(port, os.path.join(cls.moto_dir, "moto.log"), cls.moto_dir, web_identity_log=cls.web_identity_log)
         moto_aws.wait_until_up(cls.moto_url, cls.moto)
         cls.aws = moto_aws.make_admin(cls.moto_url)
         cls.aws.create_bucket(BUCKET)

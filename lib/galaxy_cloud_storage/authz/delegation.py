@@ -117,14 +117,17 @@ class CredentialBroker:
         success, message, backend = manager._get_authnz_backend(provider)
         if not success or backend is None:
             raise ReauthenticationRequired(f"The identity provider '{provider}' is not configured on this Galaxy any more. {relogin}")
+        # Name the provider as Galaxy's login page does (its <label>), not by its backend name.
+        label = backend.config.get("LABEL") or provider
+        relogin = f"Log in to Galaxy again with '{label}', then retry."
         on_the_fly_config(session)
         try:
             id_token = token.get_id_token(Strategy(None, {}, Storage, backend.config))
         except Exception as e:  # social-core raises requests and auth errors alike
             log.info("Refreshing the id_token of identity %s failed: %s", token.id, e)
-            raise ReauthenticationRequired(f"Your login with '{provider}' has expired and could not be renewed. {relogin}")
+            raise ReauthenticationRequired(f"Your login with '{label}' has expired and could not be renewed. {relogin}")
         if not id_token:
-            raise ReauthenticationRequired(f"Galaxy holds no id_token for your login with '{provider}'. {relogin}")
+            raise ReauthenticationRequired(f"Galaxy holds no id_token for your login with '{label}'. {relogin}")
         return id_token
 
     # -- AWS -----------------------------------------------------------------------------------

@@ -1,0 +1,469 @@
+"""get and send with a secretless ``aws`` authorization, the way the issue describes it.
+
+The users log in to Galaxy through Galaxy's real OIDC login (its generic ``oidc`` backend, the
+authorization code flow, Galaxy's callback) with a real OpenID provider on 127.0.0.1
+(``oidc/op.mjs``). The plugin reads the id_token Galaxy stored, refreshes it through Galaxy when it
+has expired, and exchanges it for temporary keys with STS AssumeRoleWithWebIdentity: moto, IAM
+enforcement on, the token checked as AWS checks it (issuer registered as an IAM OIDC provider,
+audience, signature against the provider's keys, expiry, the role's trust policy), the role
+allowed to use one bucket only. One Galaxy for the whole class.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import (
+    datetime,
+    timezone,
+)
+from typing import Optional
+
+import jwt
+import requests
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from galaxy.model import UserAuthnzToken
+
+import localgalaxy
+import moto_aws
+import oidc_provider
+from s3_base import (
+    BUCKET,
+    OTHER_BUCKET,
+    S3TestCase,
+)
+
+TOKEN_TTL = 1800  # the authorization's token_ttl, which is STS's DurationSeconds
+PORT_VARIABLES = ("GALAXY_TEST_HOST", "GALAXY_TEST_PORT", "GALAXY_TEST_PORT_RANDOM")
+OIDC_TOKENS = ("id_token", "access_token", "refresh_token")
+GALAXY_OIDC_TABLES = ("oidc_user_authnz_tokens",)  # Galaxy's own storage of the login's tokens
+
+
+@dataclass
+class OidcUser:
+    """A Galaxy user who logged in through the OpenID provider."""
+
+    login: str
+    session: requests.Session  # Galaxy's session cookie, as a browser has it after the login
+    api_key: str
+    authn_id: str  # the identity's encoded id (GET /authnz/)
+    id: str
+    username: str
+
+
+class LogRecorder(logging.Handler):
+    """Everything the Galaxy process logs, at every level, as formatted lines."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # a record that cannot be formatted is still searched
+            self.lines.append(repr(record.__dict__))
+
+
+class TestS3WebIdentity(S3TestCase):
+    plugin_config = {"providers": {}}
+    aws_settings: dict = {}  # secretless modes only: no stored secrets
+
+    # -- one Galaxy, one provider, two users ------------------------------------------------------
+
+    @classmethod
+    def setUpClass(cls):
+        # The provider must know Galaxy's callback URL and Galaxy the provider's, before either
+        # starts: so Galaxy's port is chosen here and given to the test driver (GALAXY_TEST_PORT).
+        cls.oidc_dir = tempfile.mkdtemp(prefix="gcs-oidc-")
+        galaxy_port, op_port = localgalaxy.free_port(), localgalaxy.free_port()
+        cls.galaxy_url = f"http://127.0.0.1:{galaxy_port}"
+        cls.issuer = oidc_provider.issuer_url(op_port)
+        cls.op = oidc_provider.start(op_port, os.path.join(cls.oidc_dir, "op.log"), cls.galaxy_url)
+        saved = {name: os.environ.get(name) for name in PORT_VARIABLES}
+        try:
+            oidc_provider.wait_until_up(cls.issuer, cls.op)
+            os.environ.pop("GALAXY_TEST_PORT_RANDOM", None)
+            os.environ.update(GALAXY_TEST_HOST="127.0.0.1", GALAXY_TEST_PORT=str(galaxy_port))
+            super().setUpClass()
+        except BaseException:
+            localgalaxy.stop(cls.op)
+            raise
+        finally:  # the next test class picks its port as before
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+        try:
+            cls._record_logs()
+            cls.role_arn = cls.aws.create_web_identity_role("galaxy-lab-data", BUCKET, cls.issuer, oidc_provider.CLIENT_ID)
+            cls.alice = cls.oidc_login("alice")
+            cls.authz_id = cls.create_authz(cls.alice)
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            localgalaxy.stop(cls.op)
+            for logger, handler in getattr(cls, "log_handlers", []):
+                logger.removeHandler(handler)
+
+    @classmethod
+    def handle_galaxy_config_kwds(cls, config):
+        super().handle_galaxy_config_kwds(config)
+        config.update(oidc_provider.galaxy_oidc_config(cls.oidc_dir, cls.galaxy_url, cls.issuer))
+        config["cleanup_job"] = "never"  # keep every job directory, to search them afterwards
+
+    @classmethod
+    def _record_logs(cls):
+        # Galaxy's logging configuration replaces the root logger's handlers when the app starts:
+        # this comes after. The access log does not propagate to the root logger.
+        cls.log_recorder = LogRecorder()
+        cls.log_handlers = []
+        for name in ("", "uvicorn.access", "uvicorn.error"):
+            logger = logging.getLogger(name)
+            if name == "" or not logger.propagate:
+                logger.addHandler(cls.log_recorder)
+                cls.log_handlers.append((logger, cls.log_recorder))
+
+    @classmethod
+    def oidc_login(cls, login: str) -> OidcUser:
+        session = oidc_provider.login(cls.galaxy_url, login)
+        me = oidc_provider.current_user(session, cls.galaxy_url)
+        return OidcUser(
+            login=login,
+            session=session,
+            api_key=oidc_provider.api_key(session, cls.galaxy_url),
+            authn_id=oidc_provider.identity_id(session, cls.galaxy_url),
+            id=me["id"],
+            username=me["username"],
+        )
+
+    @classmethod
+    def create_authz(cls, user: OidcUser, authn_id: Optional[str] = None) -> str:
+        response = cls.api_as(user, "post", "cloud/authz", json={
+            "provider": "aws",
+            "authn_id": authn_id or user.authn_id,
+            "config": {"role_arn": cls.role_arn, "token_ttl": TOKEN_TTL},
+            "description": f"{user.login}'s lab bucket",
+        })  # fmt: skip
+        assert response.status_code == 200, response.text
+        return response.json()["id"]
+
+    @classmethod
+    def api_as(cls, user: OidcUser, method: str, path: str, **kwargs) -> requests.Response:
+        return requests.request(method, f"{cls.galaxy_url}/api/{path}", headers={"x-api-key": user.api_key}, timeout=60, **kwargs)
+
+    def setUp(self):
+        super().setUp()
+        assert self.url.rstrip("/") == self.galaxy_url, (self.url, self.galaxy_url)
+        self.galaxy_interactor.api_key = self.user_api_key = self.alice.api_key  # the tests act as alice
+        self.history_id = self.dataset_populator.new_history()
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def cloud_get(self, objects, bucket=BUCKET, history_id=None, authz_id=None):
+        payload = {"history_id": history_id or self.history_id, "authz_id": authz_id or self.authz_id, "bucket": bucket, "objects": objects}
+        return self._post("cloud/storage/get", payload, json=True)
+
+    def cloud_send(self, bucket=BUCKET, history_id=None, authz_id=None, **extra):
+        payload = {"history_id": history_id or self.history_id, "authz_id": authz_id or self.authz_id, "bucket": bucket, **extra}
+        return self._post("cloud/storage/send", payload, json=True)
+
+    def sts_calls(self) -> list[dict]:
+        """moto's record of every AssumeRoleWithWebIdentity call so far."""
+        return moto_aws.web_identity_calls(self.web_identity_log)
+
+    def _token(self, session: Session, user: OidcUser) -> UserAuthnzToken:
+        stmt = select(UserAuthnzToken).where(UserAuthnzToken.id == self._decode_id(user.authn_id))
+        return session.scalars(stmt).one()
+
+    def stored_tokens(self, user: OidcUser) -> dict:
+        """What Galaxy stored at the login (or its last refresh): oidc_user_authnz_tokens.extra_data."""
+        with Session(self._app.model.engine) as session:
+            return dict(self._token(session, user).extra_data)
+
+    def make_id_token_look_expired(self, user: OidcUser) -> dict:
+        """As if the login were older than the token's lifetime (Galaxy judges expiry by auth_time
+        and expires_in); returns the tokens as they were."""
+        with Session(self._app.model.engine) as session:
+            token = self._token(session, user)
+            extra = dict(token.extra_data)
+            token.extra_data = {**extra, "auth_time": int(time.time()) - int(extra["expires_in"]) - 60}
+            session.commit()
+        return extra
+
+    def transfer_one(self, key: str, body: bytes) -> dict:
+        """A get of ``key`` that must succeed; returns the finished job."""
+        self.put_object(key, body)
+        response = self.cloud_get([key])
+        assert response.status_code == 200, response.text
+        job = self.wait_for_job(response.json()[0]["job_id"])
+        assert job["state"] == "ok", job
+        assert self.dataset_bytes(response.json()[0]["id"]) == body
+        return job
+
+    @staticmethod
+    def sha256(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    # -- the login -------------------------------------------------------------------------------
+
+    def test_login_goes_through_galaxy_and_stores_a_verifiable_id_token(self):
+        identities = self.alice.session.get(f"{self.galaxy_url}/authnz/", timeout=30).json()
+        assert [(i["id"], i["provider"], i["email"]) for i in identities] == [(self.alice.authn_id, "oidc", "alice@example.org")]
+        stored = self.stored_tokens(self.alice)
+        assert {"id_token", "refresh_token", "expires_in", "auth_time"} <= set(stored)  # GET_ALL_EXTRA_DATA
+        # Signed by the provider for this Galaxy: what STS checks too.
+        key = jwt.PyJWKClient(f"{self.issuer}/jwks").get_signing_key_from_jwt(stored["id_token"])
+        claims = jwt.decode(stored["id_token"], key.key, algorithms=["RS256"], audience=oidc_provider.CLIENT_ID, issuer=self.issuer)
+        assert claims["sub"] == "alice"
+        authz = self._get(f"cloud/authz/{self.authz_id}").json()
+        assert authz["authn_id"] == self.alice.authn_id
+        assert authz["config"] == {"role_arn": self.role_arn, "token_ttl": TOKEN_TTL}
+
+    # -- get and send ------------------------------------------------------------------------------
+
+    def test_get_and_send_with_temporary_keys_minted_at_request_and_at_job_run(self):
+        body = b"@read1\nACGT\n+\nIIII\n"
+        self.put_object("reads/sample1.fastq", body)
+        before = len(self.sts_calls())
+        response = self.cloud_get(["reads/sample1.fastq"])
+        assert response.status_code == 200, response.text
+        summary = response.json()[0]
+        job = self.wait_for_job(summary["job_id"])
+        assert job["state"] == "ok", job
+        assert self.dataset_bytes(summary["id"]) == body
+        get_calls = self.sts_calls()[before:]
+
+        dataset = self.dataset_populator.new_dataset(self.history_id, content="sent by alice\n", name="alice results.txt", wait=True)
+        response = self.cloud_send(dataset_ids=[dataset["id"]])
+        assert response.status_code == 200, response.text
+        label = json.loads(response.json()["sent_dataset_labels"][0])
+        assert label["object"] == "alice_results.txt"
+        assert self.wait_for_job(label["job_id"])["state"] == "ok"
+        assert self.read_object("alice_results.txt") == b"sent by alice\n"
+        calls = self.sts_calls()[before:]
+
+        # Each request: one exchange to check the bucket and objects before the job is created, one
+        # when the job runs; none in between.
+        assert len(get_calls) == 2 and len(calls) == 4, calls
+        created = datetime.fromisoformat(job["create_time"]).replace(tzinfo=timezone.utc).timestamp()
+        assert get_calls[0]["time"] < created < get_calls[1]["time"], (get_calls, job["create_time"])
+        id_token = self.stored_tokens(self.alice)["id_token"]
+        for call in calls:
+            assert call["outcome"] == "ok", call
+            assert call["role_arn"] == self.role_arn
+            assert call["role_session_name"] == f"galaxy-{self.alice.username}"
+            assert call["duration_seconds"] == TOKEN_TTL
+            assert (call["iss"], call["aud"], call["sub"]) == (self.issuer, oidc_provider.CLIENT_ID, "alice")
+            assert call["token_sha256"] == self.sha256(id_token)  # the token Galaxy stored
+        sessions = {c["access_key_id"]: c for c in moto_aws.issued_credentials(self.moto_url)}
+        assert all(sessions[call["access_key_id"]]["session_name"] == f"galaxy-{self.alice.username}" for call in calls)
+
+    def test_another_bucket_is_refused_and_nothing_is_created(self):
+        self.aws.client("s3").put_object(Bucket=OTHER_BUCKET, Key="theirs.txt", Body=b"not alice's")
+        dataset = self.dataset_populator.new_dataset(self.history_id, content="x\n", name="x.txt", wait=True)
+        before_history, before_jobs = self.history_size(self.history_id), self.job_count()
+        before_objects = self.object_keys(OTHER_BUCKET)
+
+        got = self.cloud_get(["theirs.txt"], bucket=OTHER_BUCKET)
+        assert got.status_code == 403, got.text
+        sent = self.cloud_send(bucket=OTHER_BUCKET, dataset_ids=[dataset["id"]])
+        assert sent.status_code == 403, sent.text
+        for response in (got, sent):
+            message = response.json()["err_msg"]
+            assert OTHER_BUCKET in message and "denied" in message, message
+        assert self.history_size(self.history_id) == before_history
+        assert self.job_count() == before_jobs
+        assert self.object_keys(OTHER_BUCKET) == before_objects
+
+    # -- the id_token's refresh ------------------------------------------------------------------
+
+    def test_expired_id_token_is_refreshed_through_galaxy(self):
+        self.transfer_one("before-expiry.txt", b"fresh token\n")
+        old = self.make_id_token_look_expired(self.alice)
+        before = len(self.sts_calls())
+        time.sleep(1.1)  # a new token issued in the same second as the old one would be identical
+
+        self.transfer_one("after-expiry.txt", b"refreshed token\n")
+
+        new = self.stored_tokens(self.alice)
+        assert new["id_token"] != old["id_token"]
+        assert new["auth_time"] > old["auth_time"]
+        calls = self.sts_calls()[before:]
+        assert len(calls) == 2, calls
+        # STS saw the refreshed token, both at the request and when the job ran
+        assert {call["token_sha256"] for call in calls} == {self.sha256(new["id_token"])}
+        assert all(call["outcome"] == "ok" for call in calls)
+
+    def test_failed_refresh_asks_to_log_in_again_and_creates_nothing(self):
+        self.put_object("needs-login.txt", b"x")
+        dataset = self.dataset_populator.new_dataset(self.history_id, content="y\n", name="y.txt", wait=True)
+        before_history, before_jobs, before_calls = self.history_size(self.history_id), self.job_count(), len(self.sts_calls())
+        before_objects = self.object_keys()
+        try:
+            # The user (or the provider's admin) ended the grant; then the id_token expires.
+            tokens = self.stored_tokens(self.alice)
+            oidc_provider.revoke(self.issuer, tokens["refresh_token"])
+            self.make_id_token_look_expired(self.alice)
+
+            got = self.cloud_get(["needs-login.txt"])
+            sent = self.cloud_send(dataset_ids=[dataset["id"]])
+            for response in (got, sent):
+                assert response.status_code == 401, response.text
+                message = response.json()["err_msg"]
+                assert "log in to galaxy again" in message.lower(), message
+                assert oidc_provider.LABEL in message or "'oidc'" in message, message
+            assert self.history_size(self.history_id) == before_history
+            assert self.job_count() == before_jobs
+            assert len(self.sts_calls()) == before_calls
+            assert self.object_keys() == before_objects
+        finally:
+            # Logging in again renews the same identity: the authorization works again.
+            again = self.oidc_login("alice")
+            assert again.authn_id == self.alice.authn_id
+        self.transfer_one("after-login.txt", b"logged in again\n")
+
+    # -- invariant 2 -------------------------------------------------------------------------------
+
+    def test_no_credential_is_stored_or_logged(self):
+        self.transfer_one("inv2/get.txt", b"get\n")
+        self.make_id_token_look_expired(self.alice)  # a refresh too, and its tokens
+        time.sleep(1.1)
+        self.transfer_one("inv2/get-after-refresh.txt", b"get after refresh\n")
+        dataset = self.dataset_populator.new_dataset(self.history_id, content="send\n", name="inv2-send.txt", wait=True)
+        sent = self.cloud_send(dataset_ids=[dataset["id"]])
+        assert sent.status_code == 200, sent.text
+        send_job = json.loads(sent.json()["sent_dataset_labels"][0])["job_id"]
+        assert self.wait_for_job(send_job)["state"] == "ok"
+
+        secrets = self.credential_material()
+        assert len([name for name in secrets if name.startswith("moto ")]) >= 3 * 6  # 3 jobs, 2 exchanges each, 3 values
+
+        # 1. Galaxy's database, without Galaxy's own record of the login's tokens.
+        self.assert_absent(secrets, self.database_without_login_tokens(), "Galaxy's database")
+        # 2. Job parameters, command lines, stdout and stderr of every job (as an admin sees them),
+        # and of alice's jobs as she sees them.
+        every_job = self._get("jobs", data={"limit": 1000}, admin=True).json()
+        for job in every_job:
+            full = self._get(f"jobs/{job['id']}", data={"full": True}, admin=True)
+            assert full.status_code == 200 and full.json()["command_line"], full.text
+            self.assert_absent(secrets, full.text, f"/api/jobs/{job['id']}?full=true (admin)")
+            display = self._get(f"jobs/{job['id']}/parameters_display", admin=True)
+            self.assert_absent(secrets, display.text, f"/api/jobs/{job['id']}/parameters_display")
+        alices_jobs = self._get("jobs", data={"limit": 1000}).json()
+        assert {"cloud_storage_get", "cloud_storage_send"} <= {job["tool_id"] for job in alices_jobs}
+        for job in alices_jobs:
+            self.assert_absent(secrets, self._get(f"jobs/{job['id']}", data={"full": True}).text, f"/api/jobs/{job['id']}?full=true")
+        # 3. Every file Galaxy's jobs left (cleanup_job: never): scripts, configfiles, outputs, logs.
+        jobs_directory = self._app.config.jobs_directory
+        files = 0
+        for directory, _, names in os.walk(jobs_directory):
+            for name in names:
+                path = os.path.join(directory, name)
+                with open(path, "rb") as fh:
+                    self.assert_absent(secrets, fh.read().decode("utf-8", "replace"), path)
+                files += 1
+        assert files > 10, f"only {files} files in {jobs_directory}"
+        # 4. Everything the Galaxy process logged since it started serving (all levels).
+        lines = self.log_recorder.lines
+        self.assert_absent(secrets, "\n".join(lines), "Galaxy's log")
+        assert any("/api/cloud/storage/get" in line for line in lines), f"{len(lines)} lines, none about the requests"
+        # 5. The API's own answers.
+        self.assert_absent(secrets, self._get("cloud/authz").text, "GET /api/cloud/authz")
+
+    def credential_material(self) -> dict:
+        """Every temporary key moto issued in this class, and the OIDC tokens of the login as Galaxy
+        holds them now: name -> value."""
+        secrets = {}
+        for i, issued in enumerate(moto_aws.issued_credentials(self.moto_url)):
+            for field in ("access_key_id", "secret_access_key", "session_token"):
+                secrets[f"moto {field} #{i} ({issued['session_name']})"] = issued[field]
+        stored = self.stored_tokens(self.alice)
+        for name in OIDC_TOKENS:
+            secrets[f"OIDC {name}"] = stored[name]
+        assert all(len(value) >= 16 for value in secrets.values()), secrets.keys()
+        return secrets
+
+    def database_without_login_tokens(self) -> str:
+        """A consistent copy of Galaxy's SQLite database, minus the tokens Galaxy itself keeps in
+        oidc_user_authnz_tokens, vacuumed (no deleted rows left in free pages); as text."""
+        url = self._app.config.database_connection
+        assert url.startswith("sqlite:///"), url
+        path = url[len("sqlite:///"):].split("?")[0]
+        copy = os.path.join(tempfile.mkdtemp(prefix="gcs-db-"), "copy.sqlite")
+        source, target = sqlite3.connect(path), sqlite3.connect(copy)
+        try:
+            source.backup(target)
+            for table in GALAXY_OIDC_TABLES:
+                target.execute(f"UPDATE {table} SET extra_data = NULL")  # noqa: S608
+            target.commit()
+            target.execute("VACUUM")
+        finally:
+            source.close()
+            target.close()
+        with open(copy, "rb") as fh:
+            return fh.read().decode("latin-1")
+
+    @staticmethod
+    def assert_absent(secrets: dict, haystack: str, where: str) -> None:
+        found = [name for name, value in secrets.items() if value in haystack]
+        assert not found, f"{', '.join(found)} found in {where}"
+
+    # -- isolation (invariant 5) ---------------------------------------------------------------------
+
+    def test_second_user_with_the_first_users_ids_gets_nothing(self):
+        bob = self.oidc_login("bob")
+        bob_authz = self.create_authz(bob)  # bob's own identity, the same role
+        self.put_object("alice-only.txt", b"alice's\n")
+        dataset = self.dataset_populator.new_dataset(self.history_id, content="alice's dataset\n", name="alice-only-send.txt", wait=True)
+        bob_history = self.api_as(bob, "post", "histories", json={"name": "bob's"}).json()["id"]
+        before_alice, before_calls, before_objects = self.history_size(self.history_id), len(self.sts_calls()), self.object_keys()
+
+        def as_bob(path, payload):
+            return self.api_as(bob, "post", path, json=payload)
+
+        get = {"bucket": BUCKET, "objects": ["alice-only.txt"]}
+        send = {"bucket": BUCKET, "dataset_ids": [dataset["id"]]}
+        refused = {
+            "alice's authz, bob's history (get)": as_bob("cloud/storage/get", {**get, "authz_id": self.authz_id, "history_id": bob_history}),
+            "alice's authz, bob's history (send)": as_bob("cloud/storage/send", {"bucket": BUCKET, "authz_id": self.authz_id, "history_id": bob_history}),
+            "bob's authz, alice's history (get)": as_bob("cloud/storage/get", {**get, "authz_id": bob_authz, "history_id": self.history_id}),
+            "bob's authz, alice's history (send)": as_bob("cloud/storage/send", {**send, "authz_id": bob_authz, "history_id": self.history_id}),
+            "alice's authz, alice's history (get)": as_bob("cloud/storage/get", {**get, "authz_id": self.authz_id, "history_id": self.history_id}),
+            "alice's authz, alice's history (send)": as_bob("cloud/storage/send", {**send, "authz_id": self.authz_id, "history_id": self.history_id}),
+            "alice's authz (show)": self.api_as(bob, "get", f"cloud/authz/{self.authz_id}"),
+            "alice's identity in bob's authz": as_bob("cloud/authz", {"provider": "aws", "authn_id": self.alice.authn_id, "config": {"role_arn": self.role_arn}}),
+        }
+        for case, response in refused.items():
+            assert response.status_code in (400, 403, 404), f"{case}: {response.status_code} {response.text}"
+            assert "alice" not in response.text, f"{case}: {response.text}"
+        assert self.history_size(self.history_id) == before_alice
+        assert self.api_as(bob, "get", f"histories/{bob_history}/contents").json() == []
+        assert self.api_as(bob, "get", "jobs").json() == []
+        assert len(self.sts_calls()) == before_calls  # no credentials were minted for any of it
+        assert self.object_keys() == before_objects
+        # bob's own authorization works for bob
+        response = as_bob("cloud/storage/get", {**get, "authz_id": bob_authz, "history_id": bob_history})
+        assert response.status_code == 200, response.text
+        job_id = response.json()[0]["job_id"]
+        deadline = time.monotonic() + 180
+        while self.api_as(bob, "get", f"jobs/{job_id}").json()["state"] not in ("ok", "error", "failed"):
+            assert time.monotonic() < deadline, "bob's job did not finish"
+            time.sleep(0.5)
+        assert self.api_as(bob, "get", f"jobs/{job_id}").json()["state"] == "ok"
+        calls = self.sts_calls()[before_calls:]
+        assert calls and {(c["sub"], c["role_session_name"]) for c in calls} == {("bob", f"galaxy-{bob.username}")}
