@@ -84,10 +84,13 @@ class CloudManager:
         """One queued dataset per key, added to the history in one go (hids assigned at once)."""
         hdas = []
         for key in keys:
+            # No flush per dataset (one commit for the request), and the new Dataset's state set
+            # directly: hda.state= would query dataset collections for each one (100 objects: 3 s).
             hda = HistoryDatasetAssociation(
-                name=key, extension=args.file_type, dbkey=args.dbkey, create_dataset=True, sa_session=trans.sa_session
+                name=key, extension=args.file_type, dbkey=args.dbkey, create_dataset=True, sa_session=trans.sa_session, flush=False
             )
-            hda.state = hda.states.QUEUED
+            hda.dataset.state = hda.dataset.states.QUEUED
+            trans.sa_session.add(hda)
             hdas.append(hda)
         history.add_datasets(trans.sa_session, hdas, genome_build=args.dbkey, quota=False)
         permissions = self.app.security_agent.history_get_default_permissions(history)

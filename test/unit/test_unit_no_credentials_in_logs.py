@@ -1,38 +1,45 @@
 """Invariant 2: no credential reaches a log, even with every logger at DEBUG (Galaxy's default)."""
 
 import logging
+import logging.config
 
-import boto3
-from botocore import UNSIGNED
-from botocore.config import Config
+import pytest
 
-import galaxy_cloud_storage.providers  # noqa: F401  (sets the botocore loggers' floor)
-from galaxy_cloud_storage.config import AwsSettings
-from galaxy_cloud_storage.providers.aws import (
-    AwsCredentials,
-    AwsStorage,
-)
+from galaxy_cloud_storage.authz.configs import AwsAuthzConfig
+from galaxy_cloud_storage.authz.delegation import CredentialBroker
+from galaxy_cloud_storage.config import PluginConfig
+from galaxy_cloud_storage.providers import storage_backend
 
 TOKEN = "eyJ.web-identity-token-that-must-not-be-logged.sig"
-SECRET = "temporary-secret-that-must-not-be-logged"
+WATCHED = ("urllib3", "botocore", "boto3", "s3transfer")
 
 
-def test_sts_and_s3_traffic_leave_no_credentials_in_debug_logs(moto_s3, caplog):
-    caplog.set_level(logging.DEBUG)  # the root logger at DEBUG, as in Galaxy
-    caplog.set_level(logging.DEBUG, logger="urllib3")  # (an embedded Galaxy earlier in the run quiets it)
+@pytest.fixture
+def galaxy_like_debug_logging(caplog):
+    """What Galaxy's logging config can do after the plugin was imported: everything at DEBUG,
+    botocore included. (Loggers an embedded Galaxy disabled earlier in the run are enabled again.)"""
+    logging.config.dictConfig(
+        {"version": 1, "disable_existing_loggers": False, "root": {"level": "DEBUG"}, "loggers": {"botocore": {"level": "DEBUG"}}}
+    )
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and name.split(".")[0] in WATCHED:
+            logger.disabled = False
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    yield caplog
+    logging.getLogger("botocore").setLevel(logging.NOTSET)
+
+
+def test_sts_and_s3_traffic_leave_no_credentials_in_debug_logs(moto_s3, galaxy_like_debug_logging):
     moto_s3.admin().create_bucket(Bucket="log-bucket")
-    sts = boto3.session.Session().client(
-        "sts", endpoint_url=moto_s3.endpoint_url, region_name="us-east-1", config=Config(signature_version=UNSIGNED)
-    )
-    issued = sts.assume_role_with_web_identity(
-        RoleArn="arn:aws:iam::123456789012:role/any", RoleSessionName="galaxy-user", WebIdentityToken=TOKEN
-    )["Credentials"]
-    storage = AwsStorage(
-        AwsSettings(s3_endpoint_url=moto_s3.endpoint_url),
-        AwsCredentials(issued["AccessKeyId"], SECRET, issued["SessionToken"]),
-    )
-    storage.check_bucket("log-bucket")
-    logged = "\n".join(record.getMessage() for record in caplog.records)
-    for secret in (TOKEN, SECRET, issued["SecretAccessKey"], issued["SessionToken"]):
+    config = PluginConfig(providers={"aws": {"sts_endpoint_url": moto_s3.endpoint_url, "s3_endpoint_url": moto_s3.endpoint_url}})
+    broker = CredentialBroker(app=None, plugin_config=config, authz_manager=None)
+    credentials = broker.assume_role(AwsAuthzConfig(role_arn="arn:aws:iam::123456789012:role/any"), TOKEN, "galaxy-user")
+    backend = storage_backend("aws", config.providers.aws.model_dump(mode="json"), {}, credentials)
+    backend.check_bucket("log-bucket")
+
+    records = galaxy_like_debug_logging.records
+    logged = "\n".join(record.getMessage() for record in records)
+    for secret in (TOKEN, credentials.secret_access_key, credentials.session_token):
         assert secret not in logged
-    assert any(record.name.startswith("urllib3") for record in caplog.records)  # DEBUG was on
+    assert any(record.name.startswith("urllib3") and record.levelno == logging.DEBUG for record in records)  # DEBUG was on

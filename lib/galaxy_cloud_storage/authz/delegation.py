@@ -26,7 +26,8 @@ from galaxy import exceptions
 from galaxy.model import UserAuthnzToken
 from ..config import PluginConfig
 from ..model import CloudAuthz
-from ..providers.aws import AwsCredentials  # (importing providers also quiets botocore's debug logging)
+from ..providers import quiet_sdk_debug_logging
+from ..providers.aws import AwsCredentials
 from .configs import (
     AwsAuthzConfig,
     PROVIDER_CONFIGS,
@@ -134,6 +135,7 @@ class CredentialBroker:
 
     def assume_role(self, config: AwsAuthzConfig, id_token: str, role_session_name: str) -> AwsCredentials:
         settings = self.plugin_config.providers.aws
+        quiet_sdk_debug_logging()
         # AssumeRoleWithWebIdentity is unsigned: the id_token is the credential. Unsigned also
         # means no credential chain is ever consulted (invariant 3).
         sts = boto3.session.Session().client(

@@ -7,17 +7,26 @@ from typing import Any
 
 from .base import StorageBackend
 
-# Invariant 2: at DEBUG (Galaxy's default level) botocore logs request bodies (an STS call's web
-# identity token) and response bodies (the temporary secret and session token). Credentials must
-# never reach a log, so these loggers say nothing below INFO, whatever Galaxy's logging config.
-for _name in ("botocore", "boto3", "s3transfer"):
-    if logging.getLogger(_name).level < logging.INFO:  # unset (inheriting) or DEBUG
-        logging.getLogger(_name).setLevel(logging.INFO)
+SDK_LOGGERS = ("botocore", "boto3", "s3transfer")
+
+
+def quiet_sdk_debug_logging() -> None:
+    """Invariant 2: at DEBUG (Galaxy's default level) botocore logs request bodies (an STS call's
+    web identity token) and response bodies (the temporary secret and session token). These
+    loggers say nothing below INFO, whatever Galaxy's logging config says; called before every
+    use of credentials, since Galaxy (re)configures logging after the plugin is imported."""
+    for name in SDK_LOGGERS:
+        if logging.getLogger(name).level < logging.INFO:  # unset (inheriting) or DEBUG
+            logging.getLogger(name).setLevel(logging.INFO)
+
+
+quiet_sdk_debug_logging()
 
 
 def storage_backend(provider: str, settings: dict, config: dict, credentials: Any) -> StorageBackend:
     """The backend for ``provider`` at the admin's endpoints (``settings``) with the user's
     short-lived ``credentials`` (an object, or its JSON form inside a job)."""
+    quiet_sdk_debug_logging()
     if provider == "aws":
         from ..config import AwsSettings
         from .aws import (
