@@ -38,8 +38,10 @@ def test_sts_and_s3_traffic_leave_no_credentials_in_debug_logs(moto_s3, galaxy_l
     backend = storage_backend("aws", config.providers.aws.model_dump(mode="json"), {}, credentials)
     backend.check_bucket("log-bucket")
 
+    logging.getLogger("gcs-debug-probe").debug("probe")  # a fresh logger: no earlier config touched it
     records = galaxy_like_debug_logging.records
     logged = "\n".join(record.getMessage() for record in records)
     for secret in (TOKEN, credentials.secret_access_key, credentials.session_token):
         assert secret not in logged
-    assert any(record.name.startswith("urllib3") and record.levelno == logging.DEBUG for record in records)  # DEBUG was on
+    assert any(record.getMessage() == "probe" for record in records)  # DEBUG records were captured
+    assert logging.getLogger("botocore").getEffectiveLevel() >= logging.INFO  # ...and botocore's stayed out
