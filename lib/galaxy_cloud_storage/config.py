@@ -44,6 +44,16 @@ class ProviderSettings(_AdminModel):
         description="Let users keep a long-lived secret (static key, client secret, SAS, service account "
         "key, application credential) in Galaxy's vault. Needs vault_config_file in galaxy.yml.",
     )
+    ca_bundle: Optional[str] = Field(
+        None,
+        description="PEM file of the certificate authorities to trust for this provider's endpoints "
+        "(token and storage), for on-premise deployments with a private CA. Default: the system's.",
+    )
+
+    @property
+    def verify(self):
+        """What HTTP clients take as ``verify``: the admin's CA bundle, or True."""
+        return self.ca_bundle or True
 
 
 class AwsSettings(ProviderSettings):

@@ -2,7 +2,7 @@
 
 The users log in to Galaxy through Galaxy's real OIDC login (its generic ``oidc`` backend, the
 authorization code flow, Galaxy's callback) with a real OpenID provider on 127.0.0.1
-(``oidc/op.mjs``). The plugin reads the id_token Galaxy stored, refreshes it through Galaxy when it
+(``node/op.mjs``). The plugin reads the id_token Galaxy stored, refreshes it through Galaxy when it
 has expired, and exchanges it for temporary keys with STS AssumeRoleWithWebIdentity: moto, IAM
 enforcement on, the token checked as AWS checks it (issuer registered as an IAM OIDC provider,
 audience, signature against the provider's keys, expiry, the role's trust policy), the role

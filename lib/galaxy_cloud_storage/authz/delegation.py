@@ -32,13 +32,10 @@ from .configs import (
     AwsAuthzConfig,
     PROVIDER_CONFIGS,
 )
+from .errors import ReauthenticationRequired
 from .manager import CloudAuthzManager
 
 log = logging.getLogger(__name__)
-
-
-class ReauthenticationRequired(exceptions.AuthenticationFailed):
-    """The user's OIDC login expired and could not be renewed (401)."""
 
 
 @dataclass(frozen=True)
