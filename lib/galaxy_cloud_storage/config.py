@@ -71,6 +71,9 @@ class AzureSettings(ProviderSettings):
 
 class GcpSettings(ProviderSettings):
     token_url: HttpUrl = HttpUrl("https://sts.googleapis.com/v1/token")
+    # Where service-account keys are exchanged for tokens; a key file's own token_uri is ignored,
+    # since the user wrote it (invariant 4).
+    oauth2_token_url: HttpUrl = HttpUrl("https://oauth2.googleapis.com/token")
     iam_credentials_endpoint: HttpUrl = HttpUrl("https://iamcredentials.googleapis.com")
     storage_endpoint: HttpUrl = HttpUrl("https://storage.googleapis.com")
 
