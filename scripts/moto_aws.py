@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import urlparse
@@ -20,6 +19,10 @@ import boto3
 import requests
 
 import localgalaxy
+from storage_servers import (
+    StorageAdmin,
+    wait_until,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ACCOUNT = "123456789012"  # moto's default account
@@ -27,10 +30,11 @@ FREE_CALLS = 3  # create_user, create_access_key, put_user_policy for the admin
 
 
 @dataclass
-class AwsAdmin:
+class AwsAdmin(StorageAdmin):
     endpoint_url: str
     access_key: str
     secret_key: str
+    provider = "aws"
 
     def client(self, service: str):
         return boto3.session.Session().client(
@@ -44,6 +48,33 @@ class AwsAdmin:
     def create_bucket(self, name: str) -> str:
         self.client("s3").create_bucket(Bucket=name)
         return name
+
+    def plugin_settings(self) -> dict:
+        return {"s3_endpoint_url": self.endpoint_url, "sts_endpoint_url": self.endpoint_url}
+
+    def demo_admin(self) -> dict:
+        return {"endpoint_url": self.endpoint_url, "access_key": self.access_key, "secret_key": self.secret_key}
+
+    def put_object(self, bucket: str, key: str, data: bytes) -> None:
+        self.client("s3").put_object(Bucket=bucket, Key=key, Body=data)
+
+    def get_object(self, bucket: str, key: str) -> bytes:
+        s3 = self.client("s3")
+        try:
+            return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            raise KeyError(key)
+
+    def delete_object(self, bucket: str, key: str) -> None:
+        self.client("s3").delete_object(Bucket=bucket, Key=key)
+
+    def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
+        pages = self.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+    def multipart_uploads(self, bucket: str) -> list[str]:
+        """Keys with an unfinished multipart upload (hidden parts a failed upload would leave)."""
+        return [u["Key"] for u in self.client("s3").list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
 
     def one_bucket_policy(self, bucket: str) -> str:
         return json.dumps(
@@ -128,16 +159,7 @@ def issued_credentials(url: str) -> list[dict]:
 
 
 def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"moto exited with code {process.returncode}")
-        try:
-            requests.get(f"{url}/moto-api/", timeout=2)
-            return
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise RuntimeError(f"moto did not answer at {url} within {timeout} s")
+    wait_until(lambda: requests.get(f"{url}/moto-api/", timeout=2) is not None, process, f"moto at {url}", timeout)
 
 
 def make_admin(url: str) -> AwsAdmin:

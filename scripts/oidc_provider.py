@@ -17,7 +17,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from html import unescape
 from typing import Optional
 from urllib.parse import urljoin
@@ -25,6 +24,7 @@ from urllib.parse import urljoin
 import requests
 
 import localgalaxy
+from storage_servers import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NODE_DIR = os.path.join(ROOT, "node")
@@ -115,17 +115,8 @@ def start(
 
 
 def wait_until_up(issuer: str, process: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the OpenID provider exited with code {process.returncode}")
-        try:
-            if requests.get(f"{issuer}/.well-known/openid-configuration", timeout=2).ok:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the OpenID provider did not answer at {issuer} within {timeout} s")
+    ready = lambda: requests.get(f"{issuer}/.well-known/openid-configuration", timeout=2).ok  # noqa: E731
+    wait_until(ready, process, f"the OpenID provider at {issuer}", timeout)
 
 
 def revoke(issuer: str, token: str, token_type_hint: str = "refresh_token", client_id: str = CLIENT_ID, client_secret: str = CLIENT_SECRET) -> None:

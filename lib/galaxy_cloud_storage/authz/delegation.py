@@ -77,22 +77,42 @@ class CredentialBroker:
             )
         secrets = self.authz_manager.read_secrets(authz) if authz.vaulted_fields else {}
         config = PROVIDER_CONFIGS[authz.provider].model_validate({**authz.config, **secrets})
-        if authz.provider != "aws":
-            raise exceptions.ServerNotConfiguredForRequest(
-                f"Transfers with '{authz.provider}' authorizations are not available in this version of the plugin."
-            )
-        assert isinstance(config, AwsAuthzConfig)
-        if config.mode == "static_key":
-            credentials = AwsCredentials(config.access_key_id or "", config.secret_access_key or "", None, None)
-        else:
-            id_token = self.id_token(authz)
-            credentials = self.assume_role(config, id_token, session_name(user))
+        credentials = self.mint(authz, config, settings, user)
         return Delegation(authz.provider, settings.model_dump(mode="json"), authz.config, credentials)
+
+    def mint(self, authz: CloudAuthz, config, settings, user):
+        """Short-lived credentials for the record's cloud: the user's OIDC token exchanged where
+        the record is secretless (only then is the token read, and refreshed if need be)."""
+        provider = authz.provider
+        if provider == "aws":
+            assert isinstance(config, AwsAuthzConfig)
+            if config.mode == "static_key":
+                return AwsCredentials(config.access_key_id or "", config.secret_access_key or "", None, None)
+            return self.assume_role(config, self.id_token(authz), session_name(user))
+        quiet_sdk_debug_logging()
+        if provider == "azure":
+            from .azure import azure_credentials
+
+            return azure_credentials(settings, config, lambda: self.id_token(authz))
+        if provider == "gcp":
+            from .gcp import gcp_credentials
+
+            return gcp_credentials(settings, config, lambda: self.id_token(authz))
+        if provider == "openstack":
+            from .openstack import openstack_credentials
+
+            # Keystone's OIDC federation takes the access token (it asks the provider's userinfo).
+            return openstack_credentials(settings, config, lambda: self.oidc_token(authz, "access_token"))
+        raise exceptions.ServerNotConfiguredForRequest(f"No credential delegation for provider '{provider}'.")
 
     # -- OIDC ----------------------------------------------------------------------------------
 
     def id_token(self, authz: CloudAuthz) -> str:
-        """The identity's id_token, refreshed through Galaxy's own OIDC backend when expired."""
+        return self.oidc_token(authz, "id_token")
+
+    def oidc_token(self, authz: CloudAuthz, kind: str) -> str:
+        """The identity's ``id_token`` or ``access_token``, refreshed through Galaxy's own OIDC
+        backend when expired (Galaxy refreshes both at once)."""
         session = self.app.model.session
         token = session.get(UserAuthnzToken, authz.authn_id) if authz.authn_id is not None else None
         if token is None or token.user_id != authz.user_id:
@@ -120,13 +140,15 @@ class CredentialBroker:
         relogin = f"Log in to Galaxy again with '{label}', then retry."
         on_the_fly_config(session)
         try:
-            id_token = token.get_id_token(Strategy(None, {}, Storage, backend.config))
+            value = token.get_id_token(Strategy(None, {}, Storage, backend.config))
+            if kind != "id_token":
+                value = (token.extra_data or {}).get(kind)
         except Exception as e:  # social-core raises requests and auth errors alike
             log.info("Refreshing the id_token of identity %s failed: %s", token.id, e)
             raise ReauthenticationRequired(f"Your login with '{label}' has expired and could not be renewed. {relogin}")
-        if not id_token:
-            raise ReauthenticationRequired(f"Galaxy holds no id_token for your login with '{label}'. {relogin}")
-        return id_token
+        if not value:
+            raise ReauthenticationRequired(f"Galaxy holds no {kind} for your login with '{label}'. {relogin}")
+        return value
 
     # -- AWS -----------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ datatypes registry does not weigh on this one's memory (invariant 8).
 
 import json
 import os
+import resource
 import sys
 from typing import Optional
 
@@ -90,7 +91,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"No cloud credentials: {delegation['error']}", file=sys.stderr)
         return 1
     backend = storage_backend(**delegation)
-    return run_get(backend, manifest) if action == "get" else run_send(backend, manifest)
+    status = run_get(backend, manifest) if action == "get" else run_send(backend, manifest)
+    print(f"Peak memory of the transfer: {peak_rss_mib():.0f} MiB")
+    return status
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (the kernel's count; Linux gives KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 if __name__ == "__main__":

@@ -1,0 +1,276 @@
+"""get and send, the seeds' walkthrough, against each cloud's real server on 127.0.0.1, in a real
+Galaxy with the plugin: one suite (``CloudTransferSuite``), one class per cloud, one Galaxy each.
+
+The authorization of each class is the one its cloud's server can check here (``LocalCloud.mode``):
+a stored key for moto, a Microsoft-style client credential exchanged for a bearer token that
+Azurite checks, a service-account key exchanged at a Google-style token endpoint, Swift's own v1
+auth. The secretless exchanges of a user's OIDC login have their own tests.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+
+from base import CloudStorageTestCase
+from galaxy_test.base.populators import DatasetPopulator
+from local_clouds import (
+    LocalCloud,
+    start_cloud,
+)
+
+MiB = 1024 * 1024
+COMMON_KEYS_AND_BYTES = {
+    "peaks/rep1.bed": b"chr1\t100\t200\tpeak1\t0\t+\nchr1\t300\t400\tpeak2\t0\t-\n",
+    "with space.txt": b"hello world\n",
+    "unicod\u00e9/r\u00e9sum\u00e9.tsv": "a\tb\n\u00e9\t1\n".encode(),
+    "deep/er/still/n\u00e5me.txt": b"nested\n",
+    "empty.dat": b"",
+}
+# Keys that would escape a directory if used as a path. S3 and GCS keep them as they are; Azure's
+# and Swift's URLs put the name in the path, where HTTP normalises "..", so those clouds can't
+# hold them.
+PATH_ESCAPING_KEYS_AND_BYTES = {
+    "../escape.txt": b"must stay inside the job directory\n",
+    "/leading-slash.txt": b"leading slash\n",
+}
+LARGE_SIZE = 200 * MiB
+PEAK_RSS_LIMIT_MIB = 300
+
+
+class CloudTransferSuite(CloudStorageTestCase):
+    """The tests; a subclass names its ``provider``."""
+
+    provider: str = ""
+    keys_and_bytes = COMMON_KEYS_AND_BYTES
+    cloud: LocalCloud
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cloud_dir = tempfile.mkdtemp(prefix=f"gcs-{cls.provider}-")
+        cls.cloud = start_cloud(cls.provider, cls.cloud_dir)
+        try:
+            super().setUpClass()
+        except BaseException:
+            cls.cloud.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls.cloud.stop()
+            shutil.rmtree(cls.cloud_dir, ignore_errors=True)
+
+    @classmethod
+    def plugin_settings(cls) -> dict:
+        return {"providers": {cls.provider: cls.cloud.settings}}
+
+    def setUp(self):
+        super().setUp()
+        self.dataset_populator = DatasetPopulator(self.galaxy_interactor)
+        self.admin = self.cloud.admin
+        if not hasattr(type(self), "authz_id"):
+            record = self._post("cloud/authz", {"provider": self.provider, "config": self.cloud.authz_config}, json=True)
+            assert record.status_code == 200, record.text
+            type(self).authz_id = record.json()["id"]
+        self.history_id = self.dataset_populator.new_history()
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def cloud_get(self, objects, bucket=None, **extra):
+        payload = {"history_id": self.history_id, "authz_id": self.authz_id, "bucket": bucket or self.cloud.bucket, "objects": objects, **extra}
+        return self._post("cloud/storage/get", payload, json=True)
+
+    def cloud_send(self, bucket=None, **extra):
+        payload = {"history_id": self.history_id, "authz_id": self.authz_id, "bucket": bucket or self.cloud.bucket, **extra}
+        return self._post("cloud/storage/send", payload, json=True)
+
+    def put_object(self, key: str, body: bytes) -> None:
+        self.admin.put_object(self.cloud.bucket, key, body)
+
+    def read_object(self, key: str) -> bytes:
+        return self.admin.get_object(self.cloud.bucket, key)
+
+    def wait_for_job(self, job_id: str, timeout: float = 300) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self._get(f"jobs/{job_id}", data={"full": True}).json()
+            if job["state"] in ("ok", "error", "failed", "deleted"):
+                return job
+            time.sleep(0.5)
+        raise AssertionError(f"job {job_id} still {job['state']} after {timeout} s")
+
+    def dataset_bytes(self, dataset_id: str) -> bytes:
+        response = self._get(f"datasets/{dataset_id}/display", data={"preview": False})
+        assert response.status_code == 200, response.text
+        return response.content
+
+    def history_size(self, history_id: str) -> int:
+        return len(self._get(f"histories/{history_id}/contents").json())
+
+    def job_count(self) -> int:
+        return len(self._get("jobs", data={"limit": 1000}).json())
+
+    @staticmethod
+    def peak_rss_mib(job: dict) -> float:
+        """The transfer process's own report of its peak memory (transfer/job.py)."""
+        for line in (job.get("tool_stdout") or job.get("stdout") or "").splitlines():
+            if line.startswith("Peak memory of the transfer:"):
+                return float(line.split(":")[1].split()[0])
+        raise AssertionError(f"no peak memory line in the job's output: {job.get('tool_stdout')!r}")
+
+    # -- get ---------------------------------------------------------------------------------------
+
+    def test_get_copies_every_object_in_one_job(self):
+        for key, body in self.keys_and_bytes.items():
+            self.put_object(key, body)
+        response = self.cloud_get(list(self.keys_and_bytes), input_args={"dbkey": "hg38"})
+        assert response.status_code == 200, response.text
+        summaries = response.json()
+        assert [s["name"] for s in summaries] == list(self.keys_and_bytes)
+        assert len({s["job_id"] for s in summaries}) == 1
+        assert {"id", "state", "file_size", "create_time", "update_time", "deleted", "purged", "purgable", "total_size", "uuid"} <= set(summaries[0])
+        job = self.wait_for_job(summaries[0]["job_id"])
+        assert job["state"] == "ok", job
+        assert job["tool_id"] == "cloud_storage_get"
+        for summary, (key, body) in zip(summaries, self.keys_and_bytes.items()):
+            details = self._get(f"datasets/{summary['id']}").json()
+            assert details["state"] == "ok", details
+            assert details["name"] == key
+            assert details["genome_build"] == "hg38"
+            assert self.dataset_bytes(summary["id"]) == body, key
+        first = self._get(f"datasets/{summaries[0]['id']}").json()
+        assert first["extension"] == "bed"
+        assert first["metadata_columns"] == 6
+
+    def test_get_with_file_type(self):
+        self.put_object("typed.txt", b"1\t2\n")
+        summaries = self.cloud_get(["typed.txt"], input_args={"file_type": "tabular"}).json()
+        self.wait_for_job(summaries[0]["job_id"])
+        assert self._get(f"datasets/{summaries[0]['id']}").json()["extension"] == "tabular"
+
+    def test_get_refuses_bad_requests_and_creates_nothing(self):
+        self.put_object("present.txt", b"x")
+        before_history, before_jobs = self.history_size(self.history_id), self.job_count()
+        cases = [
+            (self.cloud_get(["present.txt", "missing-1", "missing/2"]), 404, ["missing-1", "missing/2"]),
+            (self.cloud_get(["present.txt"], bucket="galaxy-lab-data-missing"), 404, ["does not exist"]),
+            (self.cloud_get(["present.txt"], bucket=self.cloud.other_bucket), 403, [self.cloud.other_bucket]),
+            (self.cloud_get([]), 400, ["objects"]),
+            (self.cloud_get(["present.txt", "present.txt"]), 400, ["present.txt"]),
+            (self.cloud_get(["present.txt"], input_args={"dbkey": "hg38", "colour": "red"}), 400, ["colour"]),
+            (self.cloud_get("present.txt"), 400, ["objects"]),
+        ]
+        for response, status, words in cases:
+            assert response.status_code == status, response.text
+            for word in words:
+                assert word in response.json()["err_msg"], response.json()
+        assert self.history_size(self.history_id) == before_history
+        assert self.job_count() == before_jobs
+
+    def test_other_users_ids_reveal_nothing(self):
+        self.put_object("mine.txt", b"mine")
+        bucket = self.cloud.bucket
+        with self._different_user("intruder@example.org"):
+            their_history = self.dataset_populator.new_history()
+            stolen_authz = self._post("cloud/storage/get", {"history_id": their_history, "authz_id": self.authz_id, "bucket": bucket, "objects": ["mine.txt"]}, json=True)
+            assert stolen_authz.status_code == 404, stolen_authz.text
+            sent = self._post("cloud/storage/send", {"history_id": their_history, "authz_id": self.authz_id, "bucket": bucket}, json=True)
+            assert sent.status_code == 404, sent.text
+            into_mine = self._post("cloud/storage/send", {"history_id": self.history_id, "authz_id": self.authz_id, "bucket": bucket}, json=True)
+            assert into_mine.status_code in (403, 404), into_mine.text
+        assert self.history_size(self.history_id) == 0
+
+    # -- send --------------------------------------------------------------------------------------
+
+    def test_send_then_overwrite_rule(self):
+        first = self.dataset_populator.new_dataset(self.history_id, content="a\tb\n1\t2\n", name="my table.tsv", wait=True)
+        second = self.dataset_populator.new_dataset(self.history_id, content="second\n", name="n\u00f8tes.txt", wait=True)
+        response = self.cloud_send()
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["bucket_name"] == self.cloud.bucket and body["failed_dataset_labels"] == []
+        labels = [json.loads(label) for label in body["sent_dataset_labels"]]
+        assert [label["object"] for label in labels] == ["my_table.tsv", "n\u00f8tes.txt"]
+        assert len({label["job_id"] for label in labels}) == 1
+        assert self.wait_for_job(labels[0]["job_id"])["state"] == "ok"
+        assert self.read_object("my_table.tsv") == self.dataset_bytes(first["id"])
+        assert self.read_object("n\u00f8tes.txt") == b"second\n"
+
+        again = self.cloud_send(dataset_ids=[second["id"]]).json()
+        renamed = json.loads(again["sent_dataset_labels"][0])["object"]
+        assert renamed.startswith("n\u00f8tes.txt_") and len(renamed) == len("n\u00f8tes.txt_240521_135700")
+        self.wait_for_job(json.loads(again["sent_dataset_labels"][0])["job_id"])
+        assert self.read_object(renamed) == b"second\n"
+
+        self.put_object("n\u00f8tes.txt", b"old bytes")
+        replaced = self.cloud_send(dataset_ids=[second["id"]], overwrite_existing=True).json()
+        assert json.loads(replaced["sent_dataset_labels"][0])["object"] == "n\u00f8tes.txt"
+        self.wait_for_job(json.loads(replaced["sent_dataset_labels"][0])["job_id"])
+        assert self.read_object("n\u00f8tes.txt") == b"second\n"
+
+    def test_send_reports_what_cannot_be_sent(self):
+        ok = self.dataset_populator.new_dataset(self.history_id, content="fine\n", name="fine.txt", wait=True)
+        gone = self.dataset_populator.new_dataset(self.history_id, content="gone\n", name="gone.txt", wait=True)
+        self._delete(f"histories/{self.history_id}/contents/{gone['id']}")
+        body = self.cloud_send(dataset_ids=[ok["id"], gone["id"]]).json()
+        assert [json.loads(label)["object"] for label in body["sent_dataset_labels"]] == ["fine.txt"]
+        failed = [json.loads(label) for label in body["failed_dataset_labels"]]
+        assert failed == [{"object": "gone.txt", "error": "the dataset is deleted"}]
+
+        other_history = self.dataset_populator.new_history()
+        stranger = self.dataset_populator.new_dataset(other_history, content="x\n", wait=True)
+        refused = self.cloud_send(dataset_ids=[ok["id"], stranger["id"]])
+        assert refused.status_code == 400 and stranger["id"] in refused.json()["err_msg"]
+        denied = self.cloud_send(bucket=self.cloud.other_bucket)
+        assert denied.status_code == 403, denied.text
+        missing = self.cloud_send(bucket="galaxy-lab-data-missing")
+        assert missing.status_code == 404, missing.text
+
+    # -- both ways, large ------------------------------------------------------------------------
+
+    def test_large_object_each_way_in_bounded_memory(self):
+        body = os.urandom(LARGE_SIZE)
+        digest = hashlib.sha256(body).hexdigest()
+        self.put_object("large/in.bin", body)
+        del body
+        summaries = self.cloud_get(["large/in.bin"], input_args={"file_type": "data"}).json()
+        job = self.wait_for_job(summaries[0]["job_id"], timeout=600)
+        assert job["state"] == "ok", job
+        assert self.peak_rss_mib(job) <= PEAK_RSS_LIMIT_MIB, job["tool_stdout"]
+        details = self._get(f"datasets/{summaries[0]['id']}").json()
+        assert details["file_size"] == LARGE_SIZE
+        assert hashlib.sha256(self.dataset_bytes(summaries[0]["id"])).hexdigest() == digest
+
+        self._put(f"histories/{self.history_id}/contents/{summaries[0]['id']}", {"name": "large out.bin"}, json=True)
+        body = self.cloud_send(dataset_ids=[summaries[0]["id"]]).json()
+        label = json.loads(body["sent_dataset_labels"][0])
+        assert label["object"] == "large_out.bin"
+        job = self.wait_for_job(label["job_id"], timeout=600)
+        assert job["state"] == "ok", job
+        assert self.peak_rss_mib(job) <= PEAK_RSS_LIMIT_MIB, job["tool_stdout"]
+        assert hashlib.sha256(self.read_object("large_out.bin")).hexdigest() == digest
+        # Multipart pieces (parts, blocks, segments) never show in the user's listing.
+        assert [k for k in self.admin.list_keys(self.cloud.bucket, "large") if k != "large/in.bin"] == []
+
+    # -- credentials -------------------------------------------------------------------------------
+
+    def test_secret_never_in_job_parameters_or_command_line(self):
+        self.put_object("secret-check.txt", b"x")
+        summaries = self.cloud_get(["secret-check.txt"]).json()
+        job = self.wait_for_job(summaries[0]["job_id"])
+        as_admin = self._get(f"jobs/{summaries[0]['job_id']}", data={"full": True}, admin=True).json()
+        record = self._get(f"cloud/authz/{self.authz_id}").json()
+        for secret in self.cloud.secrets:
+            for view in (job, as_admin, record):
+                assert secret not in json.dumps(view)
+            assert hashlib.sha256(secret.encode()).hexdigest() not in json.dumps(as_admin)
+
+
+class TestAwsTransfers(CloudTransferSuite):
+    provider = "aws"
+    keys_and_bytes = {**COMMON_KEYS_AND_BYTES, **PATH_ESCAPING_KEYS_AND_BYTES}
