@@ -1,0 +1,309 @@
+"""Google Cloud Storage, through google-cloud-storage (not cloudbridge).
+
+cloudbridge's GCP provider stays out of this path: it brings nothing a transfer needs and three
+things it must not have. It has no endpoint option (invariant 4 needs the admin's), its
+``upload_from_file`` is a single non-resumable request that held about 1.2 GB of memory for a
+200 MB file (invariant 8), and ``iter_content`` makes one ranged GET per MiB. Building it would
+also build clients for the Compute API this plugin never calls. google-cloud-storage, Google's own
+SDK, takes the endpoint, does resumable uploads in chunks of a chosen size, streams ranged
+downloads in a bounded thread pool with a CRC32C check, and retries with bounded
+``google.api_core`` retry objects; the errors it raises carry the HTTP status, so "missing",
+"denied" and "unreachable" can be told apart.
+
+No default credentials, ever (invariant 3): the client is given an explicit credentials object
+(the user's access token) and an explicit project, and the HTTP session is built here; so neither
+google-auth's ``default()`` (GOOGLE_APPLICATION_CREDENTIALS, gcloud's files, the GCE metadata
+server) nor the project from GOOGLE_CLOUD_PROJECT is ever consulted.
+"""
+
+import logging
+import os
+import tempfile
+from dataclasses import (
+    asdict,
+    dataclass,
+    field,
+)
+from datetime import datetime
+from typing import (
+    NoReturn,
+)
+
+import requests
+from google.api_core import exceptions as api_exceptions
+from google.api_core.exceptions import RetryError
+from google.auth import exceptions as auth_exceptions
+from google.auth.transport.requests import AuthorizedSession
+from google.cloud import storage
+from google.cloud.storage import transfer_manager
+from google.cloud.storage.exceptions import DataCorruption
+from google.cloud.storage.retry import DEFAULT_RETRY
+from google.oauth2.credentials import Credentials as AccessTokenCredentials
+
+from ..config import GcpSettings
+from .base import (
+    AccessDenied,
+    BucketNotFound,
+    MissingCredentials,
+    ObjectInfo,
+    ObjectNotFound,
+    StorageBackend,
+    StorageError,
+)
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+# Uploads go in CHUNK_SIZE pieces (one resumable session, one chunk in memory at a time);
+# downloads in CHUNK_SIZE ranges, CONCURRENCY at a time, each streamed to its place in the file.
+# Memory stays bounded whatever the object's size (invariant 8). A resumable chunk must be a
+# multiple of 256 KiB.
+CHUNK_SIZE = 16 * MiB
+CONCURRENCY = 4
+LISTING_LIMIT = 10000  # past this many keys under a prefix, stat_many HEADs the keys instead
+# google.api_core retries 408/429/5xx and connection errors with exponential backoff; this bounds
+# the time it spends on one request (an unreachable endpoint fails after about this long).
+RETRY_TIMEOUT = 60.0
+REQUEST_TIMEOUT = (10, 120)  # (connect, read) seconds for each HTTP request
+
+
+@dataclass(frozen=True)
+class GcpCredentials:
+    """What a transfer job receives: an OAuth 2.0 access token, already exchanged, and when it
+    expires. Never the id_token nor a service-account key. JSON form: ``dataclasses.asdict`` with
+    the datetime isoformat()ed (``to_json``); back with ``from_json``."""
+
+    access_token: str = field(repr=False)
+    expiry: datetime | None = None
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["expiry"] = self.expiry.isoformat() if self.expiry else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "GcpCredentials":
+        expiry = data.get("expiry")
+        return cls(access_token=data["access_token"], expiry=datetime.fromisoformat(expiry) if expiry else None)
+
+
+def authorized_session(credentials: GcpCredentials, verify) -> AuthorizedSession:
+    """The HTTP session every request of one backend goes through: the user's bearer token, the
+    admin's TLS trust, a connection pool sized for the parallel ranges."""
+    # No expiry is given to google-auth: with one, it would try to "refresh" a token it cannot
+    # refresh (there is no refresh token) minutes before the end; the server is the judge.
+    token = AccessTokenCredentials(token=credentials.access_token)
+    # refresh_status_codes=(): a 401 is the answer (the token expired or was revoked), not a
+    # reason to try a refresh that cannot succeed.
+    session = AuthorizedSession(token, refresh_status_codes=())
+    session.verify = verify
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=4 * CONCURRENCY)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+class GcsStorage(StorageBackend):
+    def __init__(
+        self,
+        settings: GcpSettings,
+        credentials: GcpCredentials,
+        config: dict,
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        retry_timeout: float = RETRY_TIMEOUT,
+    ) -> None:
+        # Invariant 3: without a token there is nothing to fall back on.
+        if credentials is None or not credentials.access_token:
+            raise MissingCredentials("No Google Cloud access token for this authorization; authorize again.")
+        # Invariant 4: the admin's endpoint, never the user's.
+        self.endpoint_url = str(settings.storage_endpoint).rstrip("/")
+        self.chunk_size = chunk_size
+        self.retry = DEFAULT_RETRY.with_timeout(retry_timeout)
+        self.session = authorized_session(credentials, settings.verify)
+        self.client = storage.Client(
+            # An explicit project (None: no project) keeps GOOGLE_CLOUD_PROJECT out; explicit
+            # credentials and session keep google.auth.default() out.
+            project=config.get("project"),
+            credentials=self.session.credentials,
+            _http=self.session,
+            # api_endpoint also wins over STORAGE_EMULATOR_HOST and API_ENDPOINT_OVERRIDE.
+            client_options={"api_endpoint": self.endpoint_url},
+        )
+        # google-cloud-storage 3.x fills tracing attributes from a bucket-metadata cache that, on
+        # first use of a bucket, GETs the bucket in a background thread: one more request per
+        # bucket, made with the user's token after the call returned, for a permission
+        # (storage.buckets.get) the object roles do not grant. Traces are not worth that here.
+        if getattr(self.client, "_bucket_metadata_cache", None) is not None:
+            self.client._bucket_metadata_cache = None
+
+    def check_bucket(self, bucket: str) -> None:
+        # Listing one object, not GET on the bucket: storage.buckets.get is not part of the object
+        # roles (roles/storage.objectViewer, objectAdmin) a user is usually granted on a bucket.
+        try:
+            next(iter(self.client.list_blobs(bucket, max_results=1, retry=self.retry, timeout=REQUEST_TIMEOUT).pages), None)
+        except Exception as e:
+            self._raise(e, "reach", bucket)
+
+    def stat(self, bucket: str, key: str) -> ObjectInfo | None:
+        try:
+            blob = self.client.bucket(bucket).get_blob(key, retry=self.retry, timeout=REQUEST_TIMEOUT)
+        except Exception as e:
+            self._raise(e, "read", bucket, key)
+        return None if blob is None else ObjectInfo(key=key, size=blob.size or 0)
+
+    def stat_many(self, bucket: str, keys: list[str]) -> list[ObjectInfo | None]:
+        """One listing under the keys' common prefix (GCS pages on the server) answers for all of
+        them when it is short; otherwise, or where listing is not allowed, each key is read. The
+        first key is read in any case: a 403 there must not look like "missing"."""
+        if not keys:
+            return []
+        prefix = os.path.commonprefix(keys)
+        wanted, sizes = set(keys), {}
+        try:
+            listed = 0
+            for blob in self.client.list_blobs(
+                bucket, prefix=prefix or None, max_results=LISTING_LIMIT, page_size=1000,
+                fields="items(name,size),nextPageToken", retry=self.retry, timeout=REQUEST_TIMEOUT,
+            ):  # fmt: skip
+                listed += 1
+                if blob.name in wanted:
+                    sizes[blob.name] = blob.size or 0
+            complete = listed < LISTING_LIMIT
+        except Exception:  # denied or failed listing: reading each key still answers
+            complete = False
+        if complete:
+            first = self.stat(bucket, keys[0])
+            return [first] + [ObjectInfo(key, sizes[key]) if key in sizes else None for key in keys[1:]]
+        unknown = [key for key in keys if key not in sizes]
+        read = dict(zip(unknown, super().stat_many(bucket, unknown)))
+        return [ObjectInfo(key, sizes[key]) if key in sizes else read[key] for key in keys]
+
+    def download(self, bucket: str, key: str, path: str) -> int:
+        directory, name = os.path.split(os.path.abspath(path))
+        fd, partial = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
+        os.close(fd)
+        try:
+            blob = self.client.bucket(bucket).blob(key)
+            blob.reload(retry=self.retry, timeout=REQUEST_TIMEOUT)  # size, generation and CRC32C
+            # Ranges of CHUNK_SIZE, CONCURRENCY threads (the library's default is processes), each
+            # streamed into its place in the file; the whole is checked against the object's CRC32C.
+            transfer_manager.download_chunks_concurrently(
+                blob,
+                partial,
+                chunk_size=self.chunk_size,
+                worker_type=transfer_manager.THREAD,
+                max_workers=CONCURRENCY,
+                crc32c_checksum=blob.crc32c is not None,
+                download_kwargs={
+                    # Every range from the generation measured above: an object replaced meanwhile
+                    # fails the download (412) instead of mixing two versions.
+                    "if_generation_match": blob.generation,
+                    # The stored bytes, as S3 gives them: no decompressive transcoding of gzip objects.
+                    "raw_download": True,
+                    "retry": self.retry,
+                    "timeout": REQUEST_TIMEOUT,
+                },
+            )
+            os.replace(partial, path)
+        except BaseException as e:
+            # ``path`` may have existed before (Galaxy creates its output files): a failed download
+            # must not leave anything there that looks like the object.
+            _remove(partial)
+            _remove(path)
+            if isinstance(e, Exception):
+                self._raise(e, "download", bucket, key)
+            raise
+        return os.path.getsize(path)
+
+    def upload(self, path: str, bucket: str, key: str) -> int:
+        try:
+            size = os.path.getsize(path)
+            source = open(path, "rb")
+        except OSError as e:
+            raise StorageError(f"Cannot read {path} to send it to '{key}' in bucket '{bucket}': {e.strerror}") from e
+        # A resumable upload in chunk_size pieces (objects up to 8 MiB go in one multipart request).
+        # The object appears only when the last chunk is accepted and its CRC32C matches the file's:
+        # an upload that fails before leaves no object, only an unfinished session that GCS drops
+        # after a week (invariant 7). On a CRC32C mismatch the library deletes the object it made.
+        blob = self.client.bucket(bucket).blob(key, chunk_size=self.chunk_size)
+        try:
+            with source:
+                blob.upload_from_file(source, size=size, checksum="crc32c", retry=self.retry, timeout=REQUEST_TIMEOUT)
+        except Exception as e:
+            self._raise(e, "upload", bucket, key)
+        return size
+
+    # -- errors -------------------------------------------------------------------------------
+
+    def _raise(self, error: Exception, action: str, bucket: str, key: str | None = None) -> NoReturn:
+        """Raise a StorageError saying what failed and why, fit for a user; unknown errors pass as they are."""
+        mapped = self._storage_error(error, action, bucket, key)
+        if mapped is None:
+            raise error
+        raise mapped from error
+
+    def _storage_error(self, error: Exception, action: str, bucket: str, key: str | None) -> StorageError | None:
+        what = f"object '{key}' in bucket '{bucket}'" if key is not None else f"bucket '{bucket}'"
+        if isinstance(error, RetryError) and error.cause is not None:
+            error = error.cause  # retries ran out: say why the last attempt failed
+        if isinstance(error, api_exceptions.NotFound):
+            # GCS's 404 body does not say whether the bucket or the object is missing.
+            if key is None or not self._bucket_exists(bucket):
+                return BucketNotFound(f"Bucket '{bucket}' does not exist")
+            return ObjectNotFound(f"Object '{key}' does not exist in bucket '{bucket}'")
+        if isinstance(error, api_exceptions.Unauthorized):
+            return AccessDenied(
+                f"Access to {what} denied (HTTP 401): the authorization's Google Cloud access token "
+                "has expired or was revoked; retry, or authorize again"
+            )
+        if isinstance(error, api_exceptions.Forbidden):
+            return AccessDenied(
+                f"Access to {what} denied (HTTP 403): the authorization's Google Cloud identity may "
+                f"not {action} it; check its IAM roles on the bucket"
+            )
+        # 412: a range of another generation than the one measured; 416: a range past its end.
+        if isinstance(error, (api_exceptions.PreconditionFailed, api_exceptions.RequestRangeNotSatisfiable)):
+            return StorageError(f"Could not {action} {what}: it was replaced while being copied; try again")
+        if isinstance(error, DataCorruption):
+            return StorageError(f"Could not {action} {what}: the bytes received do not match the object's checksum")
+        if isinstance(error, api_exceptions.GoogleAPICallError):
+            return StorageError(f"Could not {action} {what}: HTTP {error.code} {_server_message(error)}")
+        if isinstance(error, (requests.ConnectionError, requests.Timeout, auth_exceptions.TransportError)):
+            return StorageError(f"Could not {action} {what}: the Google Cloud Storage endpoint {self.endpoint_url} is unreachable")
+        if isinstance(error, RetryError):
+            return StorageError(f"Could not {action} {what}: the Google Cloud Storage endpoint {self.endpoint_url} did not answer in time")
+        if isinstance(error, auth_exceptions.GoogleAuthError):
+            return AccessDenied(f"Access to {what} denied: the authorization's Google Cloud credentials are not usable; authorize again")
+        if isinstance(error, OSError):
+            return StorageError(f"Could not {action} {what}: {error.strerror or error}")
+        if isinstance(error, ValueError):  # the file changed size while being sent
+            return StorageError(f"Could not {action} {what}: the file changed while it was being sent")
+        return None
+
+    def _bucket_exists(self, bucket: str) -> bool:
+        try:
+            next(iter(self.client.list_blobs(bucket, max_results=1, retry=self.retry, timeout=REQUEST_TIMEOUT).pages), None)
+        except api_exceptions.NotFound:
+            return False
+        except Exception:
+            pass  # cannot tell: do not claim the bucket is missing
+        return True
+
+
+def _server_message(error: api_exceptions.GoogleAPICallError) -> str:
+    """The server's own words, without the request's URL that ``error.message`` starts with (a
+    resumable upload's URL carries its session id, which lets anyone holding it write)."""
+    for item in error.errors or []:
+        if isinstance(item, dict) and item.get("message"):
+            return item["message"]
+    return error.reason or ""
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        log.warning("Could not remove %s after a failed download", path)

@@ -1,0 +1,323 @@
+"""providers.gcp.GcsStorage against a real fake-gcs-server on 127.0.0.1 (gcp_servers.py).
+
+fake-gcs-server checks no credentials: 401/403 answers are not shown here (see the known gaps in
+the GCP notes); everything else is the real server's behaviour.
+"""
+
+import hashlib
+import os
+import threading
+from datetime import UTC
+
+import pytest
+from galaxy_cloud_storage.config import GcpSettings
+from galaxy_cloud_storage.providers.base import (
+    BucketNotFound,
+    MissingCredentials,
+    ObjectInfo,
+    ObjectNotFound,
+    StorageError,
+)
+from galaxy_cloud_storage.providers.gcp import (
+    GcpCredentials,
+    GcsStorage,
+    MiB,
+)
+from gcp_servers import (
+    dead_endpoint,
+    fake_gcs_server,
+)
+
+BUCKET = "test-bucket"
+TOKEN = "user-test-access-token"
+USER_TOKEN = GcpCredentials(TOKEN)
+ODD_KEY = "dir/sub dir/ünïcødé ✓ file.txt"
+CONFIG = {"project": "user-project"}
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(MiB), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with fake_gcs_server(str(tmp_path_factory.mktemp("fake-gcs") / "fake-gcs.log")) as (admin, _process):
+        yield admin
+
+
+@pytest.fixture
+def admin(server):
+    client = server.client()
+    for bucket in client.list_buckets():
+        server.delete_bucket(bucket.name)
+    server.create_bucket(BUCKET)
+    return server
+
+
+def storage_for(server, credentials=USER_TOKEN, **kwargs) -> GcsStorage:
+    return GcsStorage(GcpSettings(storage_endpoint=server.endpoint_url), credentials, CONFIG, **kwargs)
+
+
+@pytest.fixture
+def gcs(admin):
+    return storage_for(admin)
+
+
+def bearer_tokens(storage: GcsStorage) -> list:
+    """Record the Authorization header of every request the backend sends (a requests hook)."""
+    seen = []
+    storage.session.hooks["response"].append(lambda response, **kw: seen.append(response.request.headers.get("Authorization")))
+    return seen
+
+
+# --- buckets and objects -------------------------------------------------------------------------
+
+
+def test_check_bucket_present_and_missing(gcs):
+    gcs.check_bucket(BUCKET)
+    with pytest.raises(BucketNotFound, match="Bucket 'no-such-bucket' does not exist"):
+        gcs.check_bucket("no-such-bucket")
+
+
+def test_requests_carry_the_users_token_to_the_admins_endpoint(gcs):
+    seen = bearer_tokens(gcs)
+    urls = []
+    gcs.session.hooks["response"].append(lambda response, **kw: urls.append(response.request.url))
+    gcs.check_bucket(BUCKET)
+    assert seen == [f"Bearer {TOKEN}"], urls
+    assert urls[0].startswith(gcs.endpoint_url + "/storage/v1/b/test-bucket/o")
+
+
+def test_stat_present_and_missing(gcs, admin):
+    admin.put_object(BUCKET, ODD_KEY, b"12345")
+    assert gcs.stat(BUCKET, ODD_KEY) == ObjectInfo(key=ODD_KEY, size=5)
+    assert gcs.stat(BUCKET, "missing.txt") is None
+
+
+@pytest.mark.parametrize(
+    "key,size",
+    [
+        ("empty", 0),
+        (ODD_KEY, 1000),
+        ("big/40 MiB object.bin", 40 * MiB),  # resumable upload in 10 chunks, 10 ranged GETs
+    ],
+)
+def test_round_trip(admin, tmp_path, key, size):
+    gcs = storage_for(admin, chunk_size=4 * MiB)
+    data = os.urandom(size)
+    source = tmp_path / "source"
+    source.write_bytes(data)
+    requests_sent = []
+    lock = threading.Lock()
+
+    def record(response, **kwargs):
+        with lock:
+            requests_sent.append((response.request.method, response.request.url, response.status_code))
+
+    gcs.session.hooks["response"].append(record)
+
+    assert gcs.upload(str(source), BUCKET, key) == size
+    # Read back by another client: the bytes are really there, under the exact key.
+    assert sha256(admin.get_object(BUCKET, key)) == sha256(data)
+    assert gcs.stat(BUCKET, key) == ObjectInfo(key=key, size=size)
+    if size > 8 * MiB:
+        chunks = [r for r in requests_sent if r[0] == "PUT" and "uploadType=resumable" in r[1]]
+        assert len(chunks) == 10 and [r[2] for r in chunks[:-1]] == [308] * 9  # "resume incomplete"
+    requests_sent.clear()
+
+    target = tmp_path / "target"
+    assert gcs.download(BUCKET, key, str(target)) == size
+    assert file_sha256(target) == sha256(data)
+    assert sorted(os.listdir(tmp_path)) == ["source", "target"]  # no temporary files left
+    if size > 8 * MiB:
+        assert len([r for r in requests_sent if r[0] == "GET" and "alt=media" in r[1]]) == 10
+
+
+def test_download_missing_object_and_bucket(gcs, tmp_path):
+    target = tmp_path / "dataset.dat"
+    target.write_bytes(b"")  # Galaxy creates its output files before the job runs
+    with pytest.raises(ObjectNotFound, match="Object 'nope.txt' does not exist in bucket 'test-bucket'"):
+        gcs.download(BUCKET, "nope.txt", str(target))
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(BucketNotFound, match="Bucket 'no-such-bucket' does not exist"):
+        gcs.download("no-such-bucket", "nope.txt", str(target))
+    assert os.listdir(tmp_path) == []
+
+
+def test_download_of_an_object_replaced_midway_fails_and_leaves_no_file(admin, tmp_path):
+    admin.put_object(BUCKET, "going.bin", os.urandom(4 * MiB))
+    gcs = storage_for(admin, chunk_size=MiB // 2)  # 8 ranged GETs, 4 at a time: some start after the change
+    replaced = threading.Event()
+
+    def replace_after_first_range(response, **kwargs):
+        if "alt=media" in response.request.url and not replaced.is_set():
+            replaced.set()  # someone overwrites the object while it is being copied
+            admin.put_object(BUCKET, "going.bin", b"new version")
+
+    gcs.session.hooks["response"].append(replace_after_first_range)
+    target = tmp_path / "dataset.dat"
+    with pytest.raises(StorageError, match="'going.bin' in bucket 'test-bucket': it was replaced while being copied"):
+        gcs.download(BUCKET, "going.bin", str(target))
+    assert replaced.is_set()
+    assert os.listdir(tmp_path) == []
+
+
+def test_upload_missing_file(gcs, tmp_path):
+    with pytest.raises(StorageError, match="Cannot read .*nothing-here.* to send it to 'x' in bucket 'test-bucket'"):
+        gcs.upload(str(tmp_path / "nothing-here"), BUCKET, "x")
+
+
+def test_upload_to_missing_bucket(gcs, tmp_path):
+    for size in (4, 9 * MiB):  # multipart and resumable
+        source = tmp_path / "source"
+        source.write_bytes(os.urandom(size))
+        with pytest.raises(BucketNotFound, match="Bucket 'no-such-bucket' does not exist"):
+            gcs.upload(str(source), "no-such-bucket", "x")
+
+
+def test_failed_resumable_upload_leaves_no_object(admin, tmp_path):
+    """The file shrinks under the upload after its first chunk (a dataset purged meanwhile): the
+    upload fails and the server has no object, not even a partial one."""
+    source = tmp_path / "source"
+    source.write_bytes(os.urandom(12 * MiB))
+    gcs = storage_for(admin, chunk_size=4 * MiB)
+    statuses = []
+
+    def truncate_after_first_chunk(response, **kwargs):
+        if response.request.method == "PUT":
+            statuses.append(response.status_code)
+            if len(statuses) == 1:
+                os.truncate(source, 5 * MiB)
+
+    gcs.session.hooks["response"].append(truncate_after_first_chunk)
+    with pytest.raises(StorageError, match="Could not upload object 'part.bin' in bucket 'test-bucket'"):
+        gcs.upload(str(source), BUCKET, "part.bin")
+    assert statuses[0] == 308  # the first chunk was accepted
+    assert admin.list_keys(BUCKET) == []
+    assert gcs.stat(BUCKET, "part.bin") is None
+
+
+def test_upload_to_a_server_that_dies_midway_leaves_no_object(tmp_path):
+    """fake-gcs-server killed after the first chunk, then started again on the same port: the
+    retries run out with a message naming the endpoint, and no object appeared."""
+    with fake_gcs_server(str(tmp_path / "dying.log")) as (admin, process):
+        admin.create_bucket(BUCKET)
+        source = tmp_path / "source"
+        source.write_bytes(os.urandom(12 * MiB))
+        gcs = storage_for(admin, chunk_size=4 * MiB, retry_timeout=2)
+
+        def kill_after_first_chunk(response, **kwargs):
+            if response.request.method == "PUT":
+                process.kill()
+                process.wait()
+
+        gcs.session.hooks["response"].append(kill_after_first_chunk)
+        with pytest.raises(StorageError, match=f"the Google Cloud Storage endpoint {admin.endpoint_url} is unreachable"):
+            gcs.upload(str(source), BUCKET, "part.bin")
+
+
+def test_unreachable_endpoint():
+    endpoint = dead_endpoint()
+    gcs = GcsStorage(GcpSettings(storage_endpoint=endpoint), USER_TOKEN, CONFIG, retry_timeout=1)
+    with pytest.raises(StorageError, match=f"Could not reach bucket 'b': the Google Cloud Storage endpoint {endpoint} is unreachable") as e:
+        gcs.check_bucket("b")
+    assert not isinstance(e.value, (BucketNotFound, ObjectNotFound))
+    assert TOKEN not in str(e.value)
+
+
+# --- credentials, endpoints ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("credentials", [GcpCredentials(""), None])
+def test_missing_credentials(credentials):
+    with pytest.raises(MissingCredentials, match="No Google Cloud access token"):
+        GcsStorage(GcpSettings(storage_endpoint=dead_endpoint()), credentials, CONFIG)
+
+
+def test_credentials_repr_and_json():
+    from datetime import datetime
+
+    credentials = GcpCredentials("secret-token-value", datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC))
+    assert "secret-token-value" not in repr(credentials) + str(credentials)
+    data = credentials.to_json()
+    assert data == {"access_token": "secret-token-value", "expiry": "2030-01-02T03:04:05+00:00"}
+    assert GcpCredentials.from_json(data) == credentials
+    assert GcpCredentials.from_json({"access_token": "t", "expiry": None}) == GcpCredentials("t")
+
+
+def test_endpoint_and_verify_come_from_settings(tmp_path):
+    gcs = GcsStorage(GcpSettings(), USER_TOKEN, CONFIG)
+    assert gcs.client._connection.API_BASE_URL == "https://storage.googleapis.com"
+    assert gcs.session.verify is True
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("")
+    gcs = GcsStorage(GcpSettings(storage_endpoint="https://gcs.example.org/", ca_bundle=str(bundle)), USER_TOKEN, CONFIG)
+    assert gcs.client._connection.API_BASE_URL == "https://gcs.example.org"
+    assert gcs.session.verify == str(bundle)
+    assert gcs.client.project == "user-project"
+
+
+def test_server_identity_and_environment_are_never_used(admin, monkeypatch, tmp_path):
+    """Invariants 3 and 4: the server's own Google identity, project and endpoints in every place
+    google-auth and google-cloud-storage look are ignored."""
+    bogus_key = tmp_path / "server-key.json"
+    bogus_key.write_text('{"type": "service_account", "client_email": "server@x.iam.gserviceaccount.com"}')
+    for name, value in {
+        "GOOGLE_APPLICATION_CREDENTIALS": str(bogus_key),
+        "GOOGLE_CLOUD_PROJECT": "server-project",
+        "GCLOUD_PROJECT": "server-project",
+        "GCE_METADATA_HOST": dead_endpoint()[len("http://"):],
+        "GCE_METADATA_IP": dead_endpoint()[len("http://"):],
+        "STORAGE_EMULATOR_HOST": dead_endpoint(),
+        "API_ENDPOINT_OVERRIDE": dead_endpoint(),
+        "CLOUDSDK_CONFIG": str(tmp_path),
+    }.items():
+        monkeypatch.setenv(name, value)
+    import google.auth
+
+    with pytest.raises(google.auth.exceptions.DefaultCredentialsError):
+        google.auth.default()  # the environment is poisoned indeed
+
+    gcs = storage_for(admin)
+    seen = bearer_tokens(gcs)
+    assert gcs.client.project == "user-project"
+    admin.put_object(BUCKET, "present.txt", b"abc")
+    gcs.check_bucket(BUCKET)
+    assert gcs.stat(BUCKET, "present.txt") == ObjectInfo("present.txt", 3)
+    assert set(seen) == {f"Bearer {TOKEN}"}
+
+    # A record without a project: no project at all, not the environment's.
+    assert GcsStorage(GcpSettings(storage_endpoint=admin.endpoint_url), USER_TOKEN, {}).client.project is None
+
+
+def test_stat_many_answers_from_one_listing(admin):
+    for i in range(30):
+        admin.put_object(BUCKET, f"run/{i:02d}.txt", b"x" * i)
+    admin.put_object(BUCKET, "other/z.txt", b"zz")
+    gcs = storage_for(admin)
+    keys = [f"run/{i:02d}.txt" for i in (3, 0, 29)] + ["run/missing.txt", "other/z.txt"]
+    calls = []
+    gcs.session.hooks["response"].append(lambda response, **kw: calls.append(response.request.url))
+
+    found = gcs.stat_many(BUCKET, keys)
+
+    assert found == [ObjectInfo("run/03.txt", 3), ObjectInfo("run/00.txt", 0), ObjectInfo("run/29.txt", 29), None, ObjectInfo("other/z.txt", 2)]
+    assert len(calls) == 2  # one listing (one page) answers all; one object GET proves read access
+    assert "/o?" in calls[0] and "/o/run%2F03.txt" in calls[1]
+    from galaxy_cloud_storage.providers import gcp
+
+    calls.clear()
+    limit, gcp.LISTING_LIMIT = gcp.LISTING_LIMIT, 10
+    try:
+        assert gcs.stat_many(BUCKET, keys) == found
+    finally:
+        gcp.LISTING_LIMIT = limit
+    assert len(calls) >= 3  # a long listing gives way to reading the keys
