@@ -13,9 +13,7 @@ from typing import Optional
 import requests
 import yaml
 
-import galaxy.tools
 
-BUNDLED_TOOLS = os.path.join(os.path.dirname(galaxy.tools.__file__), "bundled")
 UPLOAD_TOOL_CONF = """<?xml version="1.0"?>
 <toolbox>
   <section id="getext" name="Get Data">
@@ -43,6 +41,12 @@ def persisted_secret(path: str, make=lambda: secrets.token_hex(16)) -> str:
         write_private(path, make())
     with open(path) as fh:
         return fh.read().strip()
+
+
+def bundled_tools() -> str:
+    import galaxy.tools  # imported on use: 10 s, which the storage-server harnesses don't need
+
+    return os.path.join(os.path.dirname(galaxy.tools.__file__), "bundled")
 
 
 def write_galaxy_config(
@@ -74,7 +78,7 @@ def write_galaxy_config(
         "tool_config_file": ",".join(os.path.join(directory, name) for name in ("tool_conf.xml", "cloud_storage_tool_conf.xml")),
         "preserve_python_environment": "legacy_and_local",  # the transfer tools run the plugin's Python
         "tool_data_table_config_path": os.path.join(directory, "tool_data_table_conf.xml"),
-        "tool_path": BUNDLED_TOOLS,
+        "tool_path": bundled_tools(),
         "id_secret": persisted_secret(os.path.join(directory, "id_secret")),
         "admin_users": admin_email,
         "bootstrap_admin_api_key": persisted_secret(os.path.join(directory, "bootstrap_admin_api_key")),

@@ -10,6 +10,7 @@ off. Endpoints live only here: invariant 4 says a user can never choose one.
 import os
 from typing import (
     Any,
+    Literal,
     Optional,
 )
 
@@ -20,6 +21,8 @@ from pydantic import (
     Field,
     HttpUrl,
     ValidationError,
+    field_validator,
+    model_validator,
 )
 
 CONFIG_FILE_KEY = "cloud_storage_config_file"
@@ -79,9 +82,54 @@ class GcpSettings(ProviderSettings):
 
 
 class OpenStackSettings(ProviderSettings):
+    """Swift behind Keystone v3 (production: OIDC federation or application credentials), or behind
+    Swift's own v1 auth (tempauth, swauth: a user and key per account, stored in the vault)."""
+
     enabled: bool = False
-    keystone_url: Optional[HttpUrl] = None
-    region: Optional[str] = None
+    auth_version: Literal["3", "1"] = Field(
+        "3",
+        description="How users authenticate: '3' for Keystone v3 (keystone_url; OIDC federation or "
+        "application credentials), '1' for Swift's own v1 auth (v1_auth_url; a Swift user and key kept "
+        "in the vault, so allow_stored_secrets must be true).",
+    )
+    keystone_url: Optional[HttpUrl] = Field(
+        None,
+        description="Keystone's v3 endpoint, e.g. https://keystone.example.org:5000/v3 (auth_version 3). "
+        "Swift's URL is read from the catalog Keystone returns with each token.",
+    )
+    v1_auth_url: Optional[HttpUrl] = Field(
+        None,
+        description="Swift's v1 auth endpoint, e.g. https://swift.example.org/auth/v1.0 (auth_version 1). "
+        "Swift's URL is the X-Storage-Url it answers with.",
+    )
+    region: Optional[str] = Field(
+        None,
+        description="Region of the object-store endpoint to take from Keystone's catalog (a record may "
+        "name another region of the same catalog). Default: the catalog's only or first one.",
+    )
+
+    @field_validator("auth_version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value):
+        return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _auth_endpoint(self):
+        if not self.enabled:
+            return self
+        if self.auth_version == "3" and self.keystone_url is None:
+            raise ValueError("keystone_url is required when OpenStack is enabled with auth_version 3")
+        if self.auth_version == "1":
+            if self.v1_auth_url is None:
+                raise ValueError("v1_auth_url is required when OpenStack is enabled with auth_version 1")
+            if not self.allow_stored_secrets:
+                raise ValueError("auth_version 1 keeps each user's Swift key in the vault: set allow_stored_secrets")
+        return self
+
+    @property
+    def authz_modes(self) -> tuple[str, ...]:
+        """The OpenStackAuthzConfig modes this auth version can serve."""
+        return ("swift_v1",) if self.auth_version == "1" else ("oidc_federation", "application_credential")
 
 
 class ProvidersSettings(_AdminModel):
@@ -104,11 +152,6 @@ class PluginConfig(_AdminModel):
     @property
     def enabled_providers(self) -> list[str]:
         return [name for name in PROVIDER_NAMES if self.provider(name).enabled]
-
-    def model_post_init(self, __context: Any) -> None:
-        openstack = self.providers.openstack
-        if openstack.enabled and openstack.keystone_url is None:
-            raise ValueError("providers.openstack.keystone_url is required when OpenStack is enabled")
 
 
 def config_file_path(galaxy_config: Any = None, environ: Optional[dict] = None) -> Optional[str]:

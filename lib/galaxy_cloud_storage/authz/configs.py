@@ -193,8 +193,14 @@ def _check_service_account_key(text: str) -> None:
 
 
 class OpenStackAuthzConfig(ProviderAuthzConfig):
-    """OpenStack: Keystone OIDC federation with the user's access token, or (admin-enabled) an
-    application credential."""
+    """OpenStack: Keystone OIDC federation with the user's access token; or (admin-enabled) a Keystone
+    application credential; or, where the admin's Swift uses its own v1 auth (tempauth, swauth)
+    instead of Keystone, a Swift user and key.
+
+    Which modes a Galaxy serves depends on the admin's ``auth_version`` (OpenStackSettings.authz_modes),
+    which this schema cannot see: the authorization manager checks it when a record is saved, and
+    authz.openstack.openstack_credentials again when it is used.
+    """
 
     auth_url: Optional[str] = Field(
         None, description="Keystone URL; when given it must be the one the admin configured."
@@ -202,7 +208,9 @@ class OpenStackAuthzConfig(ProviderAuthzConfig):
     project_name: Optional[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = None
     project_id: Optional[Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]] = None
     project_domain_name: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "Default"
-    region: Optional[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = None
+    region: Optional[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        None, description="Region of the object-store endpoint in Keystone's catalog (default: the admin's)."
+    )
     identity_provider: Optional[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
         None, description="Keystone identity provider mapped to this Galaxy's OIDC issuer (federation)."
     )
@@ -211,12 +219,22 @@ class OpenStackAuthzConfig(ProviderAuthzConfig):
     )
     application_credential_id: Optional[Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]] = None
     application_credential_secret: Optional[_Secret] = None
+    swift_user: Optional[Annotated[str, StringConstraints(pattern=r"^[^\s]{1,256}$")]] = Field(
+        None, description="Swift v1 auth user, e.g. 'account:user' for tempauth (only where the admin's Swift uses v1 auth)."
+    )
+    swift_key: Optional[_Secret] = Field(None, description="Swift v1 auth key of swift_user (stored-secret mode).")
 
-    secret_fields: ClassVar[tuple[str, ...]] = ("application_credential_secret",)
+    secret_fields: ClassVar[tuple[str, ...]] = ("application_credential_secret", "swift_key")
 
     @model_validator(mode="after")
     def _one_mode(self):
         app_cred = ("application_credential_id", "application_credential_secret")
+        swift_v1 = ("swift_user", "swift_key")
+        keystone = ("auth_url", "project_name", "project_id", "region", "identity_provider", "protocol", *app_cred)
+        _exclusive(self, keystone, swift_v1, "Keystone fields or a Swift v1 user and key")
+        if self.swift_user is not None or self.swift_key is not None:
+            _require(self, swift_v1, "Swift v1 auth")
+            return self
         _exclusive(self, ("identity_provider", "protocol"), app_cred, "identity_provider/protocol or an application credential")
         if self.application_credential_id is None and self.application_credential_secret is None:
             _require(self, ("identity_provider", "protocol"), "Keystone OIDC federation")
@@ -228,6 +246,8 @@ class OpenStackAuthzConfig(ProviderAuthzConfig):
 
     @property
     def mode(self) -> str:
+        if self.swift_user is not None:
+            return "swift_v1"
         return "application_credential" if self.application_credential_id else "oidc_federation"
 
 

@@ -192,6 +192,11 @@ class CloudAuthzManager:
                     f"config.{secret}: this Galaxy has no vault to keep secrets in (vault_config_file); "
                     "use the secretless mode instead."
                 )
+        modes = getattr(settings, "authz_modes", None)  # OpenStack: Keystone v3 or Swift's v1 auth
+        if modes is not None and provider_config.mode not in modes:
+            raise exceptions.RequestParameterInvalidException(
+                f"config: this Galaxy's {provider} takes {' or '.join(modes)} authorizations, not {provider_config.mode}."
+            )
         self._check_endpoints(provider, provider_config)
         return provider_config
 

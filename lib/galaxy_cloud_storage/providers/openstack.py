@@ -1,0 +1,377 @@
+"""OpenStack Swift, through python-swiftclient directly: a token and a storage URL, nothing else.
+
+cloudbridge's OpenStack provider is not used. Its ``upload_from_file`` and ``delete`` swap a
+module-global swiftclient function (``swiftclient.client.get_auth``) for the time of the call, so
+two users' transfers in one process (a job handler, a web worker) could authenticate as each other;
+its large uploads write SLO segments into the user's own container, where they show in listings
+and stay behind when an upload fails; and building it without ``os_zone_name`` contacts Keystone.
+Here each backend holds one user's token and storage URL (from authz.openstack, minted from the
+admin's Keystone or v1 auth), and each thread its own ``swiftclient.client.Connection`` (they are not
+thread-safe). ``swiftclient.service.SwiftService`` is not used either: its defaults come from OS_*
+environment variables, the server's own identity (invariant 3).
+
+Large objects go up as a Static Large Object, as the ``swift`` CLI does it: segments of
+``SEGMENT_SIZE`` in ``<container>_segments``, ``CONCURRENCY`` at a time, each streamed from the file
+(memory stays bounded whatever the size, invariant 8), then the manifest. A failed upload deletes
+the segments it wrote and writes no manifest (invariant 7).
+"""
+
+import json
+import logging
+import math
+import os
+import queue
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import (
+    FIRST_EXCEPTION,
+    ThreadPoolExecutor,
+    wait,
+)
+from contextlib import contextmanager
+from dataclasses import (
+    asdict,
+    dataclass,
+    field,
+)
+from datetime import datetime
+from typing import (
+    Iterator,
+    NoReturn,
+    Optional,
+)
+from urllib.parse import urlsplit
+
+from requests.exceptions import RequestException
+from swiftclient.client import Connection
+from swiftclient.exceptions import ClientException
+from swiftclient.utils import LengthWrapper
+
+from ..config import OpenStackSettings
+from .base import (
+    AccessDenied,
+    BucketNotFound,
+    MissingCredentials,
+    ObjectInfo,
+    ObjectNotFound,
+    StorageBackend,
+    StorageError,
+)
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+SEGMENT_SIZE = 16 * MiB  # objects above this go up as an SLO of segments this size
+CONCURRENCY = 4  # segments in flight per upload: memory is CONCURRENCY socket buffers, not segments
+MAX_SEGMENTS = 1000  # Swift's default slo max_manifest_segments: larger objects get larger segments
+CHUNK_SIZE = 1 * MiB  # read and write size when streaming a download
+LISTING_LIMIT = 10000  # past this many names under a prefix, stat_many HEADs the keys instead
+# swiftclient retries connection errors and 5xx, backing off 0.5, 1, 2 s: an outage is reported
+# within seconds, a hiccup is ridden out. Downloads resume where they broke off (Range requests).
+RETRIES = 3
+STARTING_BACKOFF = 0.5
+MAX_BACKOFF = 4
+TIMEOUT = 60  # seconds without a byte from Swift before a request counts as failed
+
+
+@dataclass(frozen=True)
+class SwiftCredentials:
+    """One user's Swift token and the storage URL it is for; the repr never shows the token."""
+
+    storage_url: str
+    token: str = field(repr=False)
+    expires: Optional[datetime] = None
+
+    def to_json(self) -> dict:
+        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "SwiftCredentials":
+        expires = data.get("expires")
+        return cls(data["storage_url"], data["token"], datetime.fromisoformat(expires) if expires else None)
+
+
+class SwiftStorage(StorageBackend):
+    """Swift with one user's token. A "bucket" is a container; its segments go in
+    ``<container>_segments``, which users need write access to for objects above SEGMENT_SIZE."""
+
+    def __init__(
+        self,
+        settings: OpenStackSettings,
+        credentials: SwiftCredentials,
+        config: Optional[dict] = None,
+        *,
+        segment_size: int = SEGMENT_SIZE,
+    ) -> None:
+        # Invariant 3: without a token, swiftclient would try to authenticate, with whatever it finds.
+        if credentials is None or not credentials.token or not credentials.storage_url:
+            raise MissingCredentials("No Swift token for this authorization; authorize again.")
+        if urlsplit(credentials.storage_url).scheme not in ("http", "https"):
+            raise StorageError("The Swift storage URL of this authorization is not an http(s) URL.")
+        self.credentials = credentials
+        self.settings = settings
+        self.config = config or {}
+        self.segment_size = segment_size
+        parts = urlsplit(credentials.storage_url)
+        self.endpoint = f"{parts.scheme}://{parts.netloc}"  # for messages: the storage URL names the account
+        self._idle: "queue.SimpleQueue[Connection]" = queue.SimpleQueue()
+
+    # -- connections ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        """A Connection used by one thread at a time, returned to the pool afterwards."""
+        try:
+            connection = self._idle.get_nowait()
+        except queue.Empty:
+            connection = Connection(
+                # No authurl, user or key: on a 401 swiftclient gives up instead of re-authenticating.
+                preauthurl=self.credentials.storage_url,
+                preauthtoken=self.credentials.token,
+                cacert=self.settings.ca_bundle,
+                insecure=False,
+                retries=RETRIES,
+                starting_backoff=STARTING_BACKOFF,
+                max_backoff=MAX_BACKOFF,
+                timeout=TIMEOUT,
+                os_options={},
+            )
+        try:
+            yield connection
+        finally:
+            self._idle.put(connection)
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+    # -- StorageBackend -------------------------------------------------------------------------
+
+    def check_bucket(self, bucket: str) -> None:
+        try:
+            with self._connection() as conn:
+                conn.head_container(bucket)
+        except Exception as e:
+            self._raise(e, "reach", bucket)
+
+    def stat(self, bucket: str, key: str) -> Optional[ObjectInfo]:
+        try:
+            with self._connection() as conn:
+                headers = conn.head_object(bucket, key)
+        except ClientException as e:
+            if e.http_status == 404:
+                return None
+            self._raise(e, "read", bucket, key)
+        except Exception as e:
+            self._raise(e, "read", bucket, key)
+        return ObjectInfo(key=key, size=int(headers["content-length"]))
+
+    def stat_many(self, bucket: str, keys: list[str]) -> list[Optional[ObjectInfo]]:
+        """One listing under the keys' common prefix answers for all of them when it is short
+        (Swift lists an SLO's total size); otherwise, or where listing is not allowed, HEAD each key.
+        The first key is HEADed in any case, so that "may list, may not read" is not "missing"."""
+        prefix = os.path.commonprefix(keys) if keys else ""
+        wanted, sizes = set(keys), {}
+        try:
+            listed, marker, complete = 0, "", False
+            with self._connection() as conn:
+                while listed < LISTING_LIMIT:
+                    page = conn.get_container(bucket, prefix=prefix, marker=marker, limit=1000)[1]
+                    for item in page:
+                        if item.get("name") in wanted:
+                            sizes[item["name"]] = int(item["bytes"])
+                    listed += len(page)
+                    if len(page) < 1000:
+                        complete = True
+                        break
+                    marker = page[-1]["name"]
+        except Exception:  # denied or broken listing: HEADs still answer key by key
+            complete = False
+        if complete:
+            first = self.stat(bucket, keys[0])
+            return [first] + [ObjectInfo(key, sizes[key]) if key in sizes else None for key in keys[1:]]
+        unknown = [key for key in keys if key not in sizes]
+        headed = dict(zip(unknown, super().stat_many(bucket, unknown)))
+        return [ObjectInfo(key, sizes[key]) if key in sizes else headed[key] for key in keys]
+
+    def download(self, bucket: str, key: str, path: str) -> int:
+        """Stream the object into a temporary file beside ``path``, renamed to ``path`` when complete."""
+        directory = os.path.dirname(os.path.abspath(path))
+        temporary = None
+        try:
+            with self._connection() as conn:
+                # With resp_chunk_size, swiftclient streams, and resumes a broken body with a Range request.
+                headers, body = conn.get_object(bucket, key, resp_chunk_size=CHUNK_SIZE)
+                expected = int(headers["content-length"])
+                with tempfile.NamedTemporaryFile(dir=directory, prefix=".swift-download-", delete=False) as fh:
+                    temporary = fh.name
+                    for chunk in body:
+                        fh.write(chunk)
+                    written = fh.tell()
+            if written != expected:
+                raise StorageError(
+                    f"Could not download object '{key}' in container '{bucket}': got {written} of {expected} bytes"
+                )
+            os.replace(temporary, path)
+            temporary = None
+        except BaseException as e:
+            # ``path`` may have existed before (Galaxy creates its output files): nothing that looks
+            # like the object may be left there.
+            _remove(temporary)
+            _remove(path)
+            if isinstance(e, Exception) and not isinstance(e, StorageError):
+                self._raise(e, "download", bucket, key)
+            raise
+        return written
+
+    def upload(self, path: str, bucket: str, key: str) -> int:
+        try:
+            size = os.path.getsize(path)
+        except OSError as e:
+            raise StorageError(f"Cannot read {path} to send it to '{key}' in container '{bucket}': {e.strerror}") from e
+        try:
+            if size <= self.segment_size:
+                self._put_whole(path, size, bucket, key)
+            else:
+                self._put_large(path, size, bucket, key)
+        except Exception as e:
+            self._raise(e, "upload", bucket, key)
+        return size
+
+    # -- uploads --------------------------------------------------------------------------------
+
+    def _put_whole(self, path: str, size: int, bucket: str, key: str) -> None:
+        with open(path, "rb") as fh, self._connection() as conn:
+            _put_checked(conn, bucket, key, fh, 0, size)
+
+    def _put_large(self, path: str, size: int, bucket: str, key: str) -> None:
+        segment_size = max(self.segment_size, math.ceil(size / MAX_SEGMENTS))
+        count = math.ceil(size / segment_size)
+        segments_container = f"{bucket}_segments"
+        self._ensure_segments_container(bucket, segments_container)
+        # Unique per upload, so that two uploads of one key never share (or delete) segments.
+        prefix = f"{key}/slo/{time.time():.6f}-{uuid.uuid4().hex[:8]}/{size}/{segment_size}/"
+        names = [f"{prefix}{index:08d}" for index in range(count)]
+        started: set[str] = set()
+        cancelled = threading.Event()
+
+        def put_segment(index: int) -> Optional[dict]:
+            if cancelled.is_set():  # another segment failed: the upload is being undone
+                return None
+            offset, length = index * segment_size, min(segment_size, size - index * segment_size)
+            started.add(names[index])
+            with open(path, "rb") as fh, self._connection() as conn:
+                etag = _put_checked(conn, segments_container, names[index], fh, offset, length)
+            return {"path": f"/{segments_container}/{names[index]}", "etag": etag, "size_bytes": length}
+
+        try:
+            with ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="swift-segment") as pool:
+                futures = [pool.submit(put_segment, index) for index in range(count)]
+                wait(futures, return_when=FIRST_EXCEPTION)
+                failed = next((f for f in futures if f.done() and not f.cancelled() and f.exception()), None)
+                if failed is not None:
+                    cancelled.set()
+                    for future in futures:
+                        future.cancel()
+                    raise failed.exception()  # leaving the pool waits for the segments in flight
+                manifest = [future.result() for future in futures]
+            with self._connection() as conn:
+                conn.put_object(
+                    bucket, key, json.dumps(manifest), query_string="multipart-manifest=put",
+                    content_type="application/octet-stream",
+                )  # fmt: skip
+        except BaseException:
+            self._delete_segments(segments_container, sorted(started))
+            raise
+
+    def _ensure_segments_container(self, bucket: str, segments_container: str) -> None:
+        with self._connection() as conn:
+            headers = conn.head_container(bucket)  # BucketNotFound / AccessDenied before any write
+            try:
+                conn.head_container(segments_container)
+            except ClientException as e:
+                if e.http_status != 404:
+                    raise
+                # In the container's storage policy, as the swift CLI does.
+                policy = headers.get("x-storage-policy")
+                conn.put_container(segments_container, headers={"X-Storage-Policy": policy} if policy else None)
+
+    def _delete_segments(self, segments_container: str, names: list[str]) -> None:
+        """Best effort, after a failure: every segment this upload started (404s are fine)."""
+        leftover = 0
+        for name in names:
+            try:
+                with self._connection() as conn:
+                    conn.delete_object(segments_container, name)
+            except ClientException as e:
+                if e.http_status != 404:
+                    leftover += 1
+            except Exception:
+                leftover += 1
+        if leftover:
+            log.warning("%d segments of a failed upload could not be deleted from container %s", leftover, segments_container)
+
+    # -- errors ---------------------------------------------------------------------------------
+
+    def _raise(self, error: Exception, action: str, bucket: str, key: Optional[str] = None) -> NoReturn:
+        """Raise a StorageError saying what failed and why, fit for a user; unknown errors pass as they are."""
+        mapped = self._storage_error(error, action, bucket, key)
+        if mapped is None:
+            raise error
+        raise mapped from error
+
+    def _storage_error(self, error: Exception, action: str, bucket: str, key: Optional[str]) -> Optional[StorageError]:
+        if isinstance(error, StorageError):
+            return error
+        what = f"object '{key}' in container '{bucket}'" if key is not None else f"container '{bucket}'"
+        if isinstance(error, ClientException):
+            status = error.http_status
+            if status == 404:
+                # Swift answers a PUT into a missing container with 404; a GET or HEAD of a missing
+                # object in a missing container with 404 too (the object is missing, either way).
+                if key is None or action == "upload":
+                    return BucketNotFound(f"Container '{bucket}' does not exist")
+                return ObjectNotFound(f"Object '{key}' does not exist in container '{bucket}'")
+            if status in (401, 403):
+                reason = "the token was refused or has expired" if status == 401 else "not allowed"
+                segments = " (or its segments container)" if action == "upload" else ""
+                return AccessDenied(
+                    f"Access to {what}{segments} denied (HTTP {status}, {reason}): the authorization's "
+                    f"credentials may not {action} it"
+                )
+            if status is None:  # no answer at all after the retries
+                return StorageError(f"Could not {action} {what}: the Swift endpoint {self.endpoint} is unreachable")
+            return StorageError(f"Could not {action} {what}: Swift answered HTTP {status} {error.http_reason or ''}".rstrip())
+        if isinstance(error, RequestException):
+            return StorageError(f"Could not {action} {what}: the Swift endpoint {self.endpoint} is unreachable")
+        if isinstance(error, OSError):
+            return StorageError(f"Could not {action} {what}: {error.strerror or error}")
+        return None
+
+
+def _put_checked(conn: Connection, container: str, name: str, fh, offset: int, length: int) -> str:
+    """PUT ``length`` bytes of ``fh`` from ``offset``, streamed; returns the MD5 Swift confirmed.
+    swiftclient seeks back to ``offset`` to retry."""
+    fh.seek(offset)
+    body = LengthWrapper(fh, length, md5=True)
+    etag = conn.put_object(container, name, body, content_length=length, content_type="application/octet-stream")
+    sent = body.get_md5sum()
+    if etag and etag.strip('"') != sent:
+        raise StorageError(f"Swift stored different bytes than were sent for '{name}' in container '{container}'")
+    return sent
+
+
+def _remove(path: Optional[str]) -> None:
+    if path is None:
+        return
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        log.warning("Could not remove %s after a failed download", path)

@@ -1,0 +1,315 @@
+"""providers.openstack.SwiftStorage against a real Swift cluster on 127.0.0.1 (scripts/swift_aio.py).
+
+Tokens come straight from the cluster's tempauth (not through authz.openstack, tested on its own):
+test:tester administers the account; test:reader reaches only the containers shared with it.
+"""
+
+import hashlib
+import os
+import threading
+import tracemalloc
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import swift_aio
+from galaxy_cloud_storage.config import OpenStackSettings
+from galaxy_cloud_storage.providers.base import (
+    AccessDenied,
+    BucketNotFound,
+    MissingCredentials,
+    ObjectInfo,
+    ObjectNotFound,
+    StorageError,
+)
+from galaxy_cloud_storage.providers.openstack import (
+    MiB,
+    SwiftCredentials,
+    SwiftStorage,
+)
+from swift_fixtures import v1_token
+
+ODD_KEY = "dir/sub dir/ünïcødé ✓ file.txt"
+SETTINGS = OpenStackSettings()  # the backend needs only ca_bundle from the admin's settings
+
+pytest_plugins = ["swift_fixtures"]  # the session's Swift cluster: swift, swift_admin
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(MiB), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def random_file(path, size: int):
+    with open(path, "wb") as fh:
+        for start in range(0, size, 4 * MiB):
+            fh.write(os.urandom(min(4 * MiB, size - start)))
+    return path
+
+
+def storage_as(swift, user=swift_aio.ADMIN_USER, key=swift_aio.ADMIN_KEY, **kwargs) -> SwiftStorage:
+    storage_url, token = v1_token(swift, user, key)
+    return SwiftStorage(SETTINGS, SwiftCredentials(storage_url, token), {}, **kwargs)
+
+
+@pytest.fixture
+def container(swift_admin):
+    """A fresh container for each test (the cluster lives for the session)."""
+    return swift_admin.create_bucket(f"c-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def storage(swift):
+    return storage_as(swift)
+
+
+def dead_storage_url() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/v1/AUTH_test"  # closed again: nothing listens
+
+
+# --- containers --------------------------------------------------------------------------------
+
+
+def test_check_bucket_present(storage, container):
+    storage.check_bucket(container)
+
+
+def test_check_bucket_missing(storage):
+    with pytest.raises(BucketNotFound, match="Container 'no-such-container' does not exist"):
+        storage.check_bucket("no-such-container")
+
+
+def test_check_bucket_denied_to_a_user_it_is_not_shared_with(swift, container):
+    reader = storage_as(swift, swift_aio.READER_USER, swift_aio.READER_KEY)
+    with pytest.raises(AccessDenied, match=f"Access to container '{container}' denied \\(HTTP 403"):
+        reader.check_bucket(container)
+
+
+def test_check_bucket_shared_with_the_user(swift, swift_admin, container):
+    swift_admin.share(container)
+    storage_as(swift, swift_aio.READER_USER, swift_aio.READER_KEY).check_bucket(container)
+
+
+def test_refused_token_is_access_denied(swift, container):
+    storage_url, _ = v1_token(swift, swift_aio.ADMIN_USER, swift_aio.ADMIN_KEY)
+    storage = SwiftStorage(SETTINGS, SwiftCredentials(storage_url, "AUTH_tk" + "0" * 32), {})
+    with pytest.raises(AccessDenied, match="HTTP 401, the token was refused or has expired"):
+        storage.check_bucket(container)
+
+
+def test_unreachable_endpoint_is_named():
+    url = dead_storage_url()
+    storage = SwiftStorage(SETTINGS, SwiftCredentials(url, "some-token"), {})
+    with pytest.raises(StorageError, match=f"the Swift endpoint {url.rsplit('/v1', 1)[0]} is unreachable") as e:
+        storage.check_bucket("any")
+    assert "some-token" not in str(e.value)
+
+
+@pytest.mark.parametrize("credentials", [None, SwiftCredentials("http://127.0.0.1:1/v1/AUTH_x", ""), SwiftCredentials("", "t")])
+def test_missing_credentials_are_refused(credentials):
+    with pytest.raises(MissingCredentials):
+        SwiftStorage(SETTINGS, credentials, {})
+
+
+def test_credentials_repr_and_json_hide_nothing_they_should_not():
+    from datetime import datetime, timezone
+
+    credentials = SwiftCredentials("https://swift.example.org/v1/AUTH_p", "secret-token", datetime(2030, 1, 2, tzinfo=timezone.utc))
+    assert "secret-token" not in repr(credentials)
+    data = credentials.to_json()
+    assert data == {"storage_url": "https://swift.example.org/v1/AUTH_p", "token": "secret-token", "expires": "2030-01-02T00:00:00+00:00"}
+    assert SwiftCredentials.from_json(data) == credentials
+    assert SwiftCredentials.from_json({**data, "expires": None}).expires is None
+
+
+# --- objects -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["plain.txt", ODD_KEY, "a/b/c/", "/leading-slash"])
+def test_round_trip(storage, swift_admin, container, tmp_path, key):
+    source = random_file(tmp_path / "source", 300_000)
+    assert storage.upload(str(source), container, key) == 300_000
+    assert swift_admin.get_object(container, key) == source.read_bytes()
+    assert storage.stat(container, key) == ObjectInfo(key, 300_000)
+    target = tmp_path / "target"
+    assert storage.download(container, key, str(target)) == 300_000
+    assert target.read_bytes() == source.read_bytes()
+    assert [name for name in os.listdir(tmp_path) if name.startswith(".swift-download-")] == []
+
+
+def test_empty_object(storage, swift_admin, container, tmp_path):
+    (tmp_path / "empty").write_bytes(b"")
+    assert storage.upload(str(tmp_path / "empty"), container, "empty") == 0
+    assert swift_admin.get_object(container, "empty") == b""
+    assert storage.stat(container, "empty") == ObjectInfo("empty", 0)
+    assert storage.download(container, "empty", str(tmp_path / "out")) == 0
+    assert (tmp_path / "out").read_bytes() == b""
+
+
+def test_large_object_goes_up_as_slo_in_a_segments_container(swift, swift_admin, container, tmp_path):
+    storage = storage_as(swift, segment_size=4 * MiB)
+    source = random_file(tmp_path / "big", 40 * MiB + 123)
+    assert storage.upload(str(source), container, "big.bin") == 40 * MiB + 123
+    # The user's listing holds the object alone; its 11 segments live in <container>_segments.
+    assert swift_admin.list_keys(container) == ["big.bin"]
+    segments = swift_admin.list_keys(f"{container}_segments")
+    assert len(segments) == 11 and all(name.startswith("big.bin/slo/") for name in segments)
+    head = swift_admin.connection().head_object(container, "big.bin")
+    assert head.get("x-static-large-object") == "True"
+    assert storage.stat(container, "big.bin") == ObjectInfo("big.bin", 40 * MiB + 123)
+    assert storage.stat_many(container, ["big.bin"]) == [ObjectInfo("big.bin", 40 * MiB + 123)]
+    target = tmp_path / "copy"
+    assert storage.download(container, "big.bin", str(target)) == 40 * MiB + 123
+    assert file_sha256(target) == file_sha256(source)
+
+
+def test_memory_stays_bounded_for_a_large_object(storage, container, tmp_path):
+    """Default 16 MiB segments: neither direction holds a segment (or the object) in memory."""
+    source = random_file(tmp_path / "big", 40 * MiB)
+    tracemalloc.start()
+    try:
+        storage.upload(str(source), container, "big")
+        _, upload_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        storage.download(container, "big", str(tmp_path / "copy"))
+        _, download_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert upload_peak < 4 * MiB, upload_peak
+    assert download_peak < 8 * MiB, download_peak
+    assert file_sha256(tmp_path / "copy") == file_sha256(source)
+
+
+def test_missing_object(storage, container, tmp_path):
+    assert storage.stat(container, "absent") is None
+    target = tmp_path / "target"
+    target.write_bytes(b"Galaxy's empty output file")
+    with pytest.raises(ObjectNotFound, match=f"Object 'absent' does not exist in container '{container}'"):
+        storage.download(container, "absent", str(target))
+    assert not target.exists()
+
+
+def test_upload_into_missing_container(storage, tmp_path):
+    (tmp_path / "f").write_bytes(b"x")
+    with pytest.raises(BucketNotFound, match="Container 'no-such-container' does not exist"):
+        storage.upload(str(tmp_path / "f"), "no-such-container", "f")
+
+
+def test_large_upload_into_missing_container_creates_nothing(swift, swift_admin, tmp_path):
+    storage = storage_as(swift, segment_size=1 * MiB)
+    random_file(tmp_path / "f", 3 * MiB)
+    with pytest.raises(BucketNotFound):
+        storage.upload(str(tmp_path / "f"), "never-made", "f")
+    assert not swift_admin.container_exists("never-made_segments")
+
+
+def test_unreadable_source_is_a_storage_error(storage, container, tmp_path):
+    with pytest.raises(StorageError, match="Cannot read"):
+        storage.upload(str(tmp_path / "nothing-here"), container, "k")
+
+
+def test_stat_many(storage, swift_admin, container):
+    swift_admin.put_object(container, "dir/a", b"a")
+    swift_admin.put_object(container, "dir/b", b"bb")
+    assert storage.stat_many(container, ["dir/b", "dir/missing", "dir/a"]) == [
+        ObjectInfo("dir/b", 2),
+        None,
+        ObjectInfo("dir/a", 1),
+    ]
+
+
+def test_stat_many_denied_is_not_missing(swift, swift_admin, container):
+    swift_admin.put_object(container, "a", b"a")
+    reader = storage_as(swift, swift_aio.READER_USER, swift_aio.READER_KEY)
+    with pytest.raises(AccessDenied):
+        reader.stat_many(container, ["a", "b"])
+
+
+# --- failures leave nothing behind ---------------------------------------------------------------
+
+
+def test_failed_manifest_leaves_no_object_and_no_segments(swift, swift_admin, container, tmp_path):
+    """The reader may write the segments container but only read the container itself: every
+    segment goes up, the manifest is refused (403), and the segments are deleted again."""
+    swift_admin.create_bucket(f"{container}_segments")
+    swift_admin.share(f"{container}_segments")
+    swift_admin.connection().post_container(container, {"X-Container-Read": swift_aio.READER_USER})
+    reader = storage_as(swift, swift_aio.READER_USER, swift_aio.READER_KEY, segment_size=1 * MiB)
+    random_file(tmp_path / "big", 9 * MiB)
+    with pytest.raises(AccessDenied, match=f"Access to object 'big' in container '{container}'"):
+        reader.upload(str(tmp_path / "big"), container, "big")
+    assert swift_admin.list_keys(container) == []
+    assert swift_admin.list_keys(f"{container}_segments") == []
+
+
+def test_failed_segments_leave_no_object_and_no_segments(swift, swift_admin, container, tmp_path):
+    """The segments container refuses the segments (a container quota smaller than one): Swift
+    answers 413 while other segments are in flight; no manifest, no segment is left."""
+    swift_admin.create_bucket(f"{container}_segments")
+    swift_admin.connection().post_container(f"{container}_segments", {"X-Container-Meta-Quota-Bytes": str(MiB // 2)})
+    storage = storage_as(swift, segment_size=1 * MiB)
+    random_file(tmp_path / "big", 20 * MiB)
+    with pytest.raises(StorageError, match=f"Could not upload object 'big' in container '{container}': Swift answered HTTP 413"):
+        storage.upload(str(tmp_path / "big"), container, "big")
+    assert swift_admin.list_keys(container) == []
+    assert swift_admin.list_keys(f"{container}_segments") == []
+
+
+def test_failed_small_upload_leaves_no_object(storage, swift_admin, container, tmp_path):
+    swift_admin.connection().post_container(container, {"X-Container-Meta-Quota-Bytes": "10"})
+    (tmp_path / "f").write_bytes(b"more than ten bytes")
+    with pytest.raises(StorageError, match="HTTP 413"):
+        storage.upload(str(tmp_path / "f"), container, "f")
+    assert swift_admin.list_keys(container) == []
+
+
+def test_segments_need_write_access_to_the_segments_container(swift, swift_admin, container, tmp_path):
+    swift_admin.share(container)  # the reader may write the container, not <container>_segments
+    reader = storage_as(swift, swift_aio.READER_USER, swift_aio.READER_KEY, segment_size=1 * MiB)
+    random_file(tmp_path / "f", 2 * MiB + 1)
+    with pytest.raises(AccessDenied, match="or its segments container"):
+        reader.upload(str(tmp_path / "f"), container, "f")
+    assert swift_admin.list_keys(container) == []
+
+
+# --- two users in one process --------------------------------------------------------------------
+
+
+def test_two_users_credentials_stay_separate_when_used_at_once(swift, swift_admin, container, tmp_path):
+    """The admin writes a private container while the reader, at the same time and in the same
+    process, is refused there and writes its shared one: had one backend used the other's token,
+    a reader write would succeed or an admin write fail."""
+    shared = swift_admin.create_bucket(f"{container}-shared")
+    swift_admin.share(shared)
+    admin = storage_as(swift)
+    reader = storage_as(swift, swift_aio.READER_USER, swift_aio.READER_KEY)
+    (tmp_path / "f").write_bytes(b"payload")
+    start = threading.Barrier(8)
+
+    def as_admin(i):
+        start.wait()
+        return admin.upload(str(tmp_path / "f"), container, f"admin-{i}")
+
+    def as_reader(i):
+        start.wait()
+        reader.upload(str(tmp_path / "f"), shared, f"reader-{i}")
+        try:
+            reader.upload(str(tmp_path / "f"), container, f"intruder-{i}")
+        except AccessDenied:
+            return "denied"
+        return "written"
+
+    with ThreadPoolExecutor(8) as pool:
+        admin_results = [pool.submit(as_admin, i) for i in range(4)]
+        reader_results = [pool.submit(as_reader, i) for i in range(4)]
+        assert [f.result() for f in admin_results] == [7] * 4
+        assert [f.result() for f in reader_results] == ["denied"] * 4
+    assert swift_admin.list_keys(container) == [f"admin-{i}" for i in range(4)]
+    assert swift_admin.list_keys(shared) == [f"reader-{i}" for i in range(4)]
