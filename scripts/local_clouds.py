@@ -33,7 +33,11 @@ class LocalCloud:
     other_bucket: str = OTHER_BUCKET
     #: what the authorization is made of: a stored secret or an exchange of the user's login
     mode: str = ""
-    #: the stored secrets of authz_config, to search for where they must not be
+    #: an authorization config that may use BUCKET but not OTHER_BUCKET, when authz_config can't
+    #: show both "missing" and "denied" (Azure and Swift answer 403 for a missing container to a
+    #: credential scoped to another one, as they do in production)
+    limited_authz_config: Optional[dict] = None
+    #: the stored secrets of the authorizations, to search for where they must not be
     secrets: list[str] = field(default_factory=list)
     stoppers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
@@ -48,7 +52,7 @@ class LocalCloud:
 def start_cloud(provider: str, workdir: str) -> LocalCloud:
     """Start ``provider``'s local server in ``workdir`` (created), with BUCKET and OTHER_BUCKET."""
     os.makedirs(workdir, exist_ok=True)
-    starter = {"aws": _start_aws}[provider]
+    starter = {"aws": _start_aws, "azure": _start_azure, "openstack": _start_swift}[provider]
     return starter(workdir)
 
 
@@ -71,6 +75,77 @@ def _start_aws(workdir: str) -> LocalCloud:
     cloud.settings = {**admin.plugin_settings(), "allow_stored_secrets": True}
     cloud.authz_config = {"access_key_id": key_id, "secret_access_key": secret}
     cloud.mode, cloud.secrets = "static_key", [secret]
+    return cloud
+
+
+def _start_azure(workdir: str) -> LocalCloud:
+    """Azurite over HTTPS with --oauth basic (it checks a bearer token's audience, issuer and
+    expiry), and a Microsoft identity platform of our own (entra_token_server.py) that issues those
+    tokens: the plugin's authorization is an app's client secret, exchanged for a bearer token."""
+    import json
+    import uuid
+
+    import azurite
+    import entra_token_server
+    import requests
+    from local_ca import local_certificates
+    from storage_servers import wait_until
+
+    certificates = local_certificates(os.path.join(workdir, "tls"))
+    tenant, client_id, client_secret = str(uuid.uuid4()), str(uuid.uuid4()), uuid.uuid4().hex
+    apps = os.path.join(workdir, "entra_apps.json")
+    with open(apps, "w") as fh:
+        json.dump({"apps": [{"tenant": tenant, "client_id": client_id, "client_secret": client_secret}]}, fh)
+    entra_port, azurite_port = localgalaxy.free_port(), localgalaxy.free_port()
+    authority = f"https://127.0.0.1:{entra_port}"
+    cloud = LocalCloud("azure", None, {}, {})  # type: ignore[arg-type]
+    try:
+        entra = entra_token_server.start(
+            entra_port, apps, certificates.cert, certificates.key, os.path.join(workdir, "entra.log"), workdir,
+            os.path.join(workdir, "entra_exchanges.jsonl"),
+        )  # fmt: skip
+        cloud.stoppers.append(lambda: localgalaxy.stop(entra))
+        process = azurite.start(azurite_port, os.path.join(workdir, "azurite"), os.path.join(workdir, "azurite.log"), https=certificates)
+        cloud.stoppers.append(lambda: localgalaxy.stop(process))
+        discovery = f"{authority}/{tenant}/v2.0/.well-known/openid-configuration"
+        wait_until(lambda: requests.get(discovery, timeout=2, verify=certificates.ca).ok, entra, "the Entra token server")
+        cloud.admin = admin = azurite.AzuriteAdmin(azurite_port, https=certificates, authority_host=authority)
+        admin.wait(process)
+        admin.create_bucket(BUCKET)
+        admin.create_bucket(OTHER_BUCKET)
+        sas = admin.container_sas(BUCKET)
+    except BaseException:
+        cloud.stop()
+        raise
+    cloud.settings = admin.plugin_settings()
+    account = azurite.ACCOUNT
+    cloud.authz_config = {"tenant_id": tenant, "client_id": client_id, "storage_account": account, "client_secret": client_secret}
+    cloud.limited_authz_config = {"storage_account": account, "sas_token": sas}
+    cloud.mode, cloud.secrets = "client_secret", [client_secret, sas]
+    return cloud
+
+
+def _start_swift(workdir: str) -> LocalCloud:
+    """An all-in-one Swift cluster with tempauth: Swift's own v1 auth, a user and key kept in
+    Galaxy's vault (there is no Keystone here). The account's admin may use every container; a
+    second user only those shared with it."""
+    import swift_aio
+
+    cluster = swift_aio.start(os.path.join(workdir, "swift"))
+    cloud = LocalCloud("openstack", cluster.admin(), {}, {}, stoppers=[cluster.stop])
+    try:
+        admin = cloud.admin
+        for container in (BUCKET, f"{BUCKET}_segments", OTHER_BUCKET):
+            admin.create_bucket(container)
+        admin.share(BUCKET)
+        admin.share(f"{BUCKET}_segments")  # a large object's segments are read with it
+    except BaseException:
+        cloud.stop()
+        raise
+    cloud.settings = admin.plugin_settings()
+    cloud.authz_config = {"swift_user": swift_aio.ADMIN_USER, "swift_key": swift_aio.ADMIN_KEY}
+    cloud.limited_authz_config = {"swift_user": swift_aio.READER_USER, "swift_key": swift_aio.READER_KEY}
+    cloud.mode, cloud.secrets = "swift_v1", [swift_aio.ADMIN_KEY, swift_aio.READER_KEY]
     return cloud
 
 

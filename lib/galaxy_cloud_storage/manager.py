@@ -77,8 +77,12 @@ class CloudManager:
             "objects": json.dumps(payload.objects),
             "input_args": args.model_dump_json(),
         }
-        job = self._enqueue(trans, tool, history, params, inputs=[], outputs=outputs)
-        return [self._summary(hda, job) for hda in outputs]
+        job = self._new_job(trans, tool, history, params, inputs=[], outputs=outputs)
+        # Read before Galaxy's enqueue commits: a commit expires every object, and reading 100
+        # datasets back would cost a query each.
+        summaries = [self._summary(hda, job) for hda in outputs]
+        self._enqueue(trans, job, tool)
+        return summaries
 
     def _new_hdas(self, trans, history, keys: list[str], args: GetInputArgs) -> list[HistoryDatasetAssociation]:
         """One queued dataset per key, added to the history in one go (hids assigned at once)."""
@@ -142,7 +146,8 @@ class CloudManager:
                 "objects": json.dumps(names),
                 "overwrite_existing": str(payload.overwrite_existing).lower(),
             }
-            job = self._enqueue(trans, tool, history, params, inputs=sendable, outputs=[])
+            job = self._new_job(trans, tool, history, params, inputs=sendable, outputs=[])
+            self._enqueue(trans, job, tool)
             job_id = trans.security.encode_id(job.id)
             sent = [json.dumps({"object": name, "job_id": job_id}) for name in names]
         return CloudStorageSendResponse(sent_dataset_labels=sent, failed_dataset_labels=failed, bucket_name=payload.bucket)
@@ -228,8 +233,9 @@ class CloudManager:
         except StorageError as e:
             raise exceptions.UpstreamProxyError(str(e))
 
-    def _enqueue(self, trans, tool, history, params: dict, inputs: list, outputs: list) -> Job:
-        """One job for the whole request, built as Galaxy's upload tool builds its jobs."""
+    def _new_job(self, trans, tool, history, params: dict, inputs: list, outputs: list) -> Job:
+        """One job for the whole request, built as Galaxy's upload tool builds its jobs; flushed
+        (ids assigned), not committed."""
         session = trans.sa_session
         job = Job()
         session.add(job)
@@ -248,6 +254,10 @@ class CloudManager:
         for i, hda in enumerate(outputs):
             job.add_output_dataset(f"output{i}", hda)
         job.set_state(job.states.NEW)
-        self.app.job_manager.enqueue(job, tool=tool)
-        session.commit()
+        session.flush()
         return job
+
+    def _enqueue(self, trans, job: Job, tool) -> None:
+        """Hand the job to Galaxy's handlers; Galaxy's handler assignment commits everything."""
+        self.app.job_manager.enqueue(job, tool=tool)
+        trans.sa_session.commit()

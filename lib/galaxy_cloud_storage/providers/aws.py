@@ -113,6 +113,19 @@ def _isolated_botocore_session() -> botocore.session.Session:
     return session
 
 
+class _OnFirstUse:
+    """Stands for a boto3 resource until something uses it."""
+
+    def __init__(self, make):
+        self._make = make
+        self._made = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._made is None:
+            self._made = self._make()
+        return getattr(self._made, name)
+
+
 class _ExplicitAWSProvider(AWSCloudProvider):
     """cloudbridge's AWS provider, using nothing but the config dict it is given.
 
@@ -120,7 +133,23 @@ class _ExplicitAWSProvider(AWSCloudProvider):
     aws_session_token there would go out with the user's keys), and its __init__ already builds its
     boto3 session (its EC2 services connect eagerly) on botocore's default, environment-reading one.
     Neither reaches the network.
+
+    Its __init__ also builds every service with a boto3 EC2 or S3 resource: about 70 ms per
+    provider, most of what a get request may spend, for EC2 that the plugin never uses. Here the
+    resources are made on first use.
     """
+
+    @property
+    def ec2_conn(self) -> Any:
+        if not self._ec2_conn:
+            self._ec2_conn = _OnFirstUse(self._connect_ec2)
+        return self._ec2_conn
+
+    @property
+    def s3_conn(self) -> Any:
+        if not self._s3_conn:
+            self._s3_conn = _OnFirstUse(self._connect_s3)
+        return self._s3_conn
 
     def _get_config_value(self, key: str, default_value: Any = None) -> Any:
         value = self.config.get(key)
