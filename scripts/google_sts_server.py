@@ -355,6 +355,34 @@ def serve(tokens: TokenServer, host: str = "127.0.0.1", port: int = 0) -> Thread
     return server
 
 
+# -- for the harness ----------------------------------------------------------------------------
+
+
+def start(port: int, config: dict, directory: str, **start_kwargs):
+    """This server as a subprocess on http://127.0.0.1:``port`` (``localgalaxy.start``), ready;
+    its config, output and exchange log (``exchanges.jsonl``) in ``directory``. Returns
+    (process, url, exchange log path)."""
+    import os
+
+    import localgalaxy
+    import requests
+    from storage_servers import wait_until
+
+    config_path = os.path.join(directory, "google_sts.json")
+    with open(config_path, "w") as fh:
+        json.dump(config, fh)
+    log_path = os.path.join(directory, "google_sts_exchanges.jsonl")
+    command = [sys.executable, os.path.abspath(__file__), "--port", str(port), "--config", config_path, "--log", log_path]
+    process = localgalaxy.start(command, os.path.join(directory, "google_sts.log"), directory, **start_kwargs)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: requests.get(f"{url}/healthz", timeout=2).ok, process, "google_sts_server", 30)
+    except BaseException:
+        localgalaxy.stop(process)
+        raise
+    return process, url, log_path
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")

@@ -52,7 +52,7 @@ class LocalCloud:
 def start_cloud(provider: str, workdir: str) -> LocalCloud:
     """Start ``provider``'s local server in ``workdir`` (created), with BUCKET and OTHER_BUCKET."""
     os.makedirs(workdir, exist_ok=True)
-    starter = {"aws": _start_aws, "azure": _start_azure, "openstack": _start_swift}[provider]
+    starter = {"aws": _start_aws, "azure": _start_azure, "gcp": _start_gcp, "openstack": _start_swift}[provider]
     return starter(workdir)
 
 
@@ -123,6 +123,67 @@ def _start_azure(workdir: str) -> LocalCloud:
     cloud.limited_authz_config = {"storage_account": account, "sas_token": sas}
     cloud.mode, cloud.secrets = "client_secret", [client_secret, sas]
     return cloud
+
+
+def _start_gcp(workdir: str) -> LocalCloud:
+    """fake-gcs-server behind gcs_auth_proxy.py (which admits only tokens that the local Google
+    token endpoint issued, on the buckets granted to their principal), with google_sts_server.py
+    as Google's token endpoints: the plugin's authorization is a service-account key, exchanged at
+    the admin's token URL for a token that may use BUCKET only."""
+    import json
+
+    import fake_gcs
+    import gcs_auth_proxy
+    import google_sts_server
+
+    key, public_pem = service_account_key(fake_gcs.PROJECT, "galaxy-transfer")
+    gcs_port, proxy_port, sts_port = (localgalaxy.free_port() for _ in range(3))
+    direct_url, proxy_url = f"http://127.0.0.1:{gcs_port}", f"http://127.0.0.1:{proxy_port}"
+    cloud = LocalCloud("gcp", None, {}, {})  # type: ignore[arg-type]
+    try:
+        # Download links carry -external-url: the proxy's, so that they go through it too.
+        gcs = fake_gcs.start(gcs_port, os.path.join(workdir, "fake_gcs.log"), workdir, external_url=proxy_url)
+        cloud.stoppers.append(lambda: localgalaxy.stop(gcs))
+        sts_config = {"providers": [], "service_accounts": [{"email": key["client_email"], "bindings": [], "public_keys": {key["private_key_id"]: public_pem}}]}
+        sts, sts_url, _ = google_sts_server.start(sts_port, sts_config, workdir)
+        cloud.stoppers.append(lambda: localgalaxy.stop(sts))
+        fake_gcs.wait_until_up(direct_url, gcs)
+        grants = {f"serviceAccount:{key['client_email']}": {BUCKET: "write"}}
+        proxy, _ = gcs_auth_proxy.start(proxy_port, direct_url, sts_url, grants, os.path.join(workdir, "gcs_auth_proxy.log"), workdir)
+        cloud.stoppers.append(lambda: localgalaxy.stop(proxy))
+        cloud.admin = admin = fake_gcs.FakeGcsAdmin(direct_url, sts_url, storage_endpoint=proxy_url)
+        admin.create_bucket(BUCKET)
+        admin.create_bucket(OTHER_BUCKET)
+    except BaseException:
+        cloud.stop()
+        raise
+    cloud.settings = admin.plugin_settings()
+    cloud.authz_config = {"project": fake_gcs.PROJECT, "service_account_key": json.dumps(key)}
+    # One line of the private key: what would show if the key leaked anywhere (even JSON-escaped).
+    cloud.mode, cloud.secrets = "service_account_key", [key["private_key"].splitlines()[3]]
+    return cloud
+
+
+def service_account_key(project: str, name: str) -> tuple[dict, str]:
+    """A new service-account key file (as Google's console makes one) and its public key (PEM)."""
+    import uuid
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    public_pem = private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    key = {
+        "type": "service_account",
+        "project_id": project,
+        "private_key_id": uuid.uuid4().hex,
+        "private_key": private_pem,
+        "client_email": f"{name}@{project}.iam.gserviceaccount.com",
+        "client_id": str(uuid.uuid4().int)[:21],
+        "token_uri": "https://oauth2.googleapis.com/token",  # the plugin uses the admin's, never this
+    }
+    return key, public_pem
 
 
 def _start_swift(workdir: str) -> LocalCloud:

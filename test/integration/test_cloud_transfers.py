@@ -288,5 +288,10 @@ class TestAzureTransfers(CloudTransferSuite):
     provider = "azure"
 
 
+class TestGcsTransfers(CloudTransferSuite):
+    provider = "gcp"
+    keys_and_bytes = {**COMMON_KEYS_AND_BYTES, **PATH_ESCAPING_KEYS_AND_BYTES}
+
+
 class TestSwiftTransfers(CloudTransferSuite):
     provider = "openstack"
