@@ -1,33 +1,44 @@
 """Quick start: a real Galaxy 26.1 with the plugin, an OpenID provider that Galaxy logs its users
-in with, and moto as their AWS (S3 + STS + IAM, IAM enforcement on), all on 127.0.0.1.
+in with, and the four clouds' storage on 127.0.0.1: moto (S3 + STS + IAM, IAM enforcement on),
+Azurite (Azure Blob, checking bearer tokens) with a Microsoft identity platform token endpoint,
+fake-gcs-server behind a token-checking proxy with Google's token endpoints, and a Swift cluster.
 
-Run it through ``scripts/demo``, which prepares the virtualenv and the provider first. It stays in
-the foreground; Ctrl-C (or SIGTERM) stops Galaxy, Galaxy's jobs, the provider and moto.
+Run it through ``scripts/demo``, which prepares the virtualenvs and the Node.js servers first. It
+stays in the foreground; Ctrl-C (or SIGTERM) stops Galaxy, Galaxy's jobs and every server.
 
 What it sets up: Galaxy's OIDC login with the provider (Galaxy's generic ``oidc`` backend); the demo
 user, logged in through Galaxy's real login flow (the provider's login form, Galaxy's callback), so
-Galaxy holds that login's tokens as it would for a browser; in moto, a bucket, and an IAM role that
-identities of the provider may assume (AssumeRoleWithWebIdentity) to use that bucket only.
+Galaxy holds that login's tokens as it would for a browser; in each cloud, a bucket (container)
+that user may use, and what turns the user's login into that cloud's short-lived credentials: an IAM
+role to assume with the id_token (AWS), an app with a federated credential for the login (Azure), a
+workload identity pool provider (GCP). Swift has no Keystone here: its authorization is a user and
+key of Swift's own v1 auth, kept in Galaxy's vault.
+
+Options: ``--providers aws,azure,gcp,openstack`` picks the clouds (default: all four; also
+GALAXY_CLOUD_DEMO_PROVIDERS).
 
 Environment:
   GALAXY_CLOUD_DEMO_PORT       Galaxy's port (default 8080)
   GALAXY_CLOUD_DEMO_DIR        all state: configs, secrets, database, datasets, logs (default <repo>/.demo)
-  GALAXY_CLOUD_DEMO_MOTO_PORT  moto's port (default: a free one)
   GALAXY_CLOUD_DEMO_OIDC_PORT  the OpenID provider's port (default: a free one)
+  GALAXY_CLOUD_DEMO_PROVIDERS  the clouds to start, as --providers
 
 Once all answer, ``$GALAXY_CLOUD_DEMO_DIR/demo.json`` says how to reach them::
 
     {"galaxy_url": ..., "api_key": <the demo user's>, "authn_id": <the demo user's OIDC identity>,
-     "providers": {"aws": {"authz_config": {"role_arn": ...}, "bucket": ...,
-                           "admin": {"endpoint_url", "access_key", "secret_key"}}}}
+     "providers": {"aws": {"authz_config": {"role_arn": ...}, "bucket": ..., "admin": {"endpoint_url", "access_key", "secret_key"}},
+                   "azure": {"authz_config": {"tenant_id", "client_id", "storage_account"}, "bucket": ..., "admin": {"connection_string"}},
+                   "gcp": {"authz_config": {"project", "audience"}, "bucket": ..., "admin": {"endpoint_url", "project"}},
+                   "openstack": {"authz_config": {"swift_user", "swift_key"}, "bucket": ..., "admin": {"auth_url", "user", "key"}}}}
 
-``admin`` is moto's own administrator: to look into the bucket, not for Galaxy.
+``admin`` is each storage server's own access: to look into the bucket, not for Galaxy.
 """
 
 import argparse
 import ctypes
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -40,8 +51,8 @@ from typing import (
 
 import requests
 
+import local_clouds
 import localgalaxy
-import moto_aws
 import oidc_provider
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,10 +60,7 @@ BIN = Path(sys.executable).parent  # the venv's console scripts (uvicorn)
 HOST = "127.0.0.1"
 DEMO_LOGIN = "demo"  # the provider's login name; the email is <login>@example.org
 DEMO_EMAIL = "demo@example.org"
-DEMO_BUCKET = "galaxy-demo-bucket"
-DEMO_ROLE = "galaxy-demo"
 GALAXY_START_TIMEOUT = 600  # seconds; Galaxy takes 30-90 s on 2 cores
-MOTO_START_TIMEOUT = 30
 OIDC_START_TIMEOUT = 30
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
@@ -118,15 +126,18 @@ def wait_until_answering(name: str, process, log: Path, url: str, timeout: float
         pause(0.5)
 
 
-def stop_all(services: list) -> None:
+def stop_all(services: list, clouds: list) -> None:
     global stop_signal
-    if not services:
+    if not services and not clouds:
         return
     # A Galaxy still starting heeds SIGTERM only once its app is built, up to a minute later.
-    say(f"Stopping {', '.join(name for name, _, _ in reversed(services))} (Ctrl-C again kills at once)")
+    names = [name for name, _, _ in reversed(services)] + [f"{cloud.provider}'s servers" for cloud in clouds]
+    say(f"Stopping {', '.join(names)} (Ctrl-C again kills at once)")
     stop_signal = None  # from here on a signal means "kill now"
     for name, process, _ in reversed(services):  # Galaxy first
         localgalaxy.stop(process, kill_now=lambda: stop_signal is not None)
+    for cloud in clouds:
+        cloud.stop()
     say("Stopped")
 
 
@@ -152,10 +163,10 @@ def ensure_free(port: int, variable: str) -> None:
 
 
 def settings() -> tuple:
-    """The demo directory and the ports of Galaxy, moto and the OpenID provider, from the environment."""
+    """The demo directory and the ports of Galaxy and the OpenID provider, from the environment."""
     demo_dir = Path(os.environ.get("GALAXY_CLOUD_DEMO_DIR") or ROOT / ".demo").resolve()
     ports = []
-    for variable, default in (("GALAXY_CLOUD_DEMO_PORT", 8080), ("GALAXY_CLOUD_DEMO_MOTO_PORT", None), ("GALAXY_CLOUD_DEMO_OIDC_PORT", None)):
+    for variable, default in (("GALAXY_CLOUD_DEMO_PORT", 8080), ("GALAXY_CLOUD_DEMO_OIDC_PORT", None)):
         port = port_from_env(variable, default)
         if port is None:
             port = localgalaxy.free_port()
@@ -163,7 +174,7 @@ def settings() -> tuple:
             ensure_free(port, variable)
         ports.append(port)
     if len(set(ports)) != len(ports):
-        raise DemoError(f"Galaxy, moto and the OpenID provider need three different ports, not {ports}")
+        raise DemoError(f"Galaxy and the OpenID provider need two different ports, not {ports}")
     return (demo_dir, *ports)
 
 
@@ -188,25 +199,32 @@ def log_tail(path: Path, lines: int = 40) -> str:
 # -- the demo --------------------------------------------------------------------------------------
 
 
-def run(demo_dir: Path, galaxy_port: int, moto_port: int, oidc_port: int, services: list) -> NoReturn:
+def run(demo_dir: Path, galaxy_port: int, oidc_port: int, providers: tuple, services: list, clouds: list) -> NoReturn:
     (demo_dir / "logs").mkdir(parents=True, exist_ok=True)
     (demo_dir / "demo.json").unlink(missing_ok=True)  # a stale one would look like a started demo
-    galaxy_url, moto_url = f"http://{HOST}:{galaxy_port}", f"http://{HOST}:{moto_port}"
+    galaxy_url = f"http://{HOST}:{galaxy_port}"
     issuer = oidc_provider.issuer_url(oidc_port)
-    plugin_config = {"providers": {"aws": {"s3_endpoint_url": moto_url, "sts_endpoint_url": moto_url}}}
-    # Rewritten on every start, so that changed ports take effect; the secrets in it are kept.
-    oidc_settings = oidc_provider.galaxy_oidc_config(str(demo_dir), galaxy_url, issuer)
-    galaxy_yml = localgalaxy.write_galaxy_config(str(demo_dir), plugin_config, admin_email=DEMO_EMAIL, **oidc_settings)
-    first_start = not (demo_dir / "database" / "universe.sqlite").exists()
     logs = demo_dir / "logs"
-    oidc_log, moto_log, galaxy_log = logs / "oidc_provider.log", logs / "moto.log", logs / "galaxy.log"
+    oidc_log, galaxy_log = logs / "oidc_provider.log", logs / "galaxy.log"
 
     say(f"Starting the OpenID provider (log: {oidc_log})")
     oidc = oidc_provider.start(oidc_port, str(oidc_log), galaxy_url, preexec_fn=die_with_parent)
     services.append(("the OpenID provider", oidc, oidc_log))
-    say(f"Starting moto (log: {moto_log})")
-    moto = moto_aws.start(moto_port, str(moto_log), str(demo_dir), preexec_fn=die_with_parent)
-    services.append(("moto", moto, moto_log))
+    # The clouds forget everything when they stop: their servers, buckets, roles and apps are made
+    # on every start, trusting the demo user's logins at this provider.
+    identity = local_clouds.OidcIdentity(issuer, oidc_provider.CLIENT_ID, DEMO_LOGIN)
+    for provider in providers:
+        workdir = demo_dir / "clouds" / provider
+        shutil.rmtree(workdir, ignore_errors=True)
+        say(f"Starting {provider}'s storage (logs: {workdir})")
+        clouds.append(local_clouds.start_cloud(provider, str(workdir), identity))
+        pause(0)
+    plugin_config = {"providers": {name: {"enabled": False} for name in local_clouds.PROVIDERS}}
+    plugin_config["providers"].update({cloud.provider: cloud.settings for cloud in clouds})
+    # Rewritten on every start, so that changed ports take effect; the secrets in it are kept.
+    oidc_settings = oidc_provider.galaxy_oidc_config(str(demo_dir), galaxy_url, issuer)
+    galaxy_yml = localgalaxy.write_galaxy_config(str(demo_dir), plugin_config, admin_email=DEMO_EMAIL, **oidc_settings)
+    first_start = not (demo_dir / "database" / "universe.sqlite").exists()
     say(f"Starting Galaxy (log: {galaxy_log})")
     galaxy_argv = [str(BIN / "uvicorn"), "--factory", "galaxy_cloud_storage.mount:factory", "--host", HOST, "--port", str(galaxy_port)]
     galaxy = localgalaxy.start_galaxy(galaxy_argv, galaxy_yml, str(galaxy_log), preexec_fn=die_with_parent)
@@ -214,12 +232,6 @@ def run(demo_dir: Path, galaxy_port: int, moto_port: int, oidc_port: int, servic
 
     wait_until_answering("the OpenID provider", oidc, oidc_log, f"{issuer}/.well-known/openid-configuration", OIDC_START_TIMEOUT)
     say(f"The OpenID provider answers at {issuer}")
-    wait_until_answering("moto", moto, moto_log, f"{moto_url}/moto-api/", MOTO_START_TIMEOUT)
-    # moto forgets everything when it stops: the admin, the bucket and the role are made on every start.
-    aws = moto_aws.make_admin(moto_url)
-    aws.create_bucket(DEMO_BUCKET)
-    role_arn = aws.create_web_identity_role(DEMO_ROLE, DEMO_BUCKET, issuer, oidc_provider.CLIENT_ID)
-    say(f"moto (S3 + STS + IAM) answers at {moto_url}: bucket {DEMO_BUCKET}, role {role_arn}")
     say("Waiting for Galaxy" + (" (first start: creating the database)" if first_start else ""))
     elapsed = wait_until_answering("Galaxy", galaxy, galaxy_log, f"{galaxy_url}/api/version", GALAXY_START_TIMEOUT)
     say(f"Galaxy answered /api/version {elapsed:.1f} s after it was started")
@@ -236,25 +248,15 @@ def run(demo_dir: Path, galaxy_port: int, moto_port: int, oidc_port: int, servic
     api_key = oidc_provider.api_key(session, galaxy_url)
     authn_id = oidc_provider.identity_id(session, galaxy_url)
     say(f"{DEMO_EMAIL} logged in to Galaxy through the OpenID provider (identity {authn_id})")
-    demo_json = write_demo_json(demo_dir, {
-        "galaxy_url": galaxy_url,
-        "api_key": api_key,
-        "authn_id": authn_id,
-        "providers": {
-            "aws": {
-                "authz_config": {"role_arn": role_arn},
-                "bucket": DEMO_BUCKET,
-                "admin": {"endpoint_url": moto_url, "access_key": aws.access_key, "secret_key": aws.secret_key},
-            }
-        },
-    })  # fmt: skip
-    print(
-        f"\n  Galaxy:         {galaxy_url}\n  API key:        {api_key} ({DEMO_EMAIL})"
-        f"\n  OpenID login:   {issuer} (any login name)\n  S3 + STS + IAM: {moto_url} (moto)"
-        f"\n  Bucket:         {DEMO_BUCKET}\n  Role:           {role_arn}\n",
-        flush=True,
-    )
-    say(f"Wrote {demo_json}. Ctrl-C stops Galaxy, the OpenID provider and moto.")
+    described = {
+        cloud.provider: {"authz_config": cloud.authz_config, "bucket": cloud.bucket, "admin": cloud.admin.demo_admin()}
+        for cloud in clouds
+    }
+    demo_json = write_demo_json(demo_dir, {"galaxy_url": galaxy_url, "api_key": api_key, "authn_id": authn_id, "providers": described})
+    lines = [f"  Galaxy:         {galaxy_url}", f"  API key:        {api_key} ({DEMO_EMAIL})", f"  OpenID login:   {issuer} (any login name)"]
+    lines += [f"  {cloud.provider + ':':<15} bucket {cloud.bucket}, {cloud.mode} authorization" for cloud in clouds]
+    print("\n" + "\n".join(lines) + "\n", flush=True)
+    say(f"Wrote {demo_json}. Ctrl-C stops Galaxy, the OpenID provider and the clouds.")
     while True:
         for name, process, log in services:
             check_alive(name, process, log)
@@ -262,13 +264,23 @@ def run(demo_dir: Path, galaxy_port: int, moto_port: int, oidc_port: int, servic
 
 
 def main() -> int:
-    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--providers", default=os.environ.get("GALAXY_CLOUD_DEMO_PROVIDERS", ""),
+        help="comma-separated clouds to start: aws, azure, gcp, openstack (default: all)",
+    )  # fmt: skip
+    args = parser.parse_args()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_stop_signal)
     services: list = []
+    clouds: list = []
     try:
-        demo_dir, galaxy_port, moto_port, oidc_port = settings()
-        run(demo_dir, galaxy_port, moto_port, oidc_port, services)
+        try:
+            providers = local_clouds.optional(args.providers)
+        except ValueError as e:
+            raise DemoError(str(e))
+        demo_dir, galaxy_port, oidc_port = settings()
+        run(demo_dir, galaxy_port, oidc_port, providers, services, clouds)
     except Interrupted:
         say(f"{signal.Signals(stop_signal).name} received")
         return 0
@@ -278,8 +290,8 @@ def main() -> int:
             print(f"--- last lines of {e.log} ---\n{log_tail(e.log)}", end="", file=sys.stderr, flush=True)
         return 1
     finally:
-        stop_all(services)
-        if services:
+        stop_all(services, clouds)
+        if services or clouds:
             (demo_dir / "demo.json").unlink(missing_ok=True)  # it describes a running demo
 
 

@@ -21,6 +21,16 @@ BUCKET = "galaxy-lab-data"
 OTHER_BUCKET = "someone-elses-data"
 
 
+@dataclass(frozen=True)
+class OidcIdentity:
+    """Whose login the clouds are to trust: tokens of ``issuer`` for ``audience`` (Galaxy's client
+    id at the provider) with this ``subject``."""
+
+    issuer: str
+    audience: str
+    subject: str
+
+
 @dataclass
 class LocalCloud:
     provider: str
@@ -49,39 +59,52 @@ class LocalCloud:
                 print(f"stopping {self.provider}: {e}")
 
 
-def start_cloud(provider: str, workdir: str) -> LocalCloud:
-    """Start ``provider``'s local server in ``workdir`` (created), with BUCKET and OTHER_BUCKET."""
+def start_cloud(provider: str, workdir: str, identity: Optional[OidcIdentity] = None) -> LocalCloud:
+    """Start ``provider``'s local server in ``workdir`` (created), with BUCKET and OTHER_BUCKET.
+
+    Without ``identity`` the authorization holds a stored secret; with one, where the cloud can
+    trust an OIDC login (AWS, Azure, GCP), the authorization is secretless: the cloud's token
+    endpoint exchanges that identity's id_token. Swift's emulator has no Keystone: stored secret.
+    """
     os.makedirs(workdir, exist_ok=True)
     starter = {"aws": _start_aws, "azure": _start_azure, "gcp": _start_gcp, "openstack": _start_swift}[provider]
-    return starter(workdir)
+    return starter(workdir, identity)
 
 
-def _start_aws(workdir: str) -> LocalCloud:
+def _start_aws(workdir: str, identity: Optional[OidcIdentity]) -> LocalCloud:
     import moto_aws
 
     port = localgalaxy.free_port()
     url = f"http://127.0.0.1:{port}"
-    process = moto_aws.start(port, os.path.join(workdir, "moto.log"), workdir)
+    process = moto_aws.start(port, os.path.join(workdir, "moto.log"), workdir, web_identity_log=os.path.join(workdir, "web_identity.jsonl"))
     cloud = LocalCloud("aws", None, {}, {}, stoppers=[lambda: localgalaxy.stop(process)])  # type: ignore[arg-type]
     try:
         moto_aws.wait_until_up(url, process)
         cloud.admin = admin = moto_aws.make_admin(url)
         admin.create_bucket(BUCKET)
         admin.create_bucket(OTHER_BUCKET)
-        key_id, secret = admin.create_bucket_user("galaxy-user", BUCKET)
+        if identity:
+            role_arn = admin.create_web_identity_role("galaxy-lab-data", BUCKET, identity.issuer, identity.audience)
+        else:
+            key_id, secret = admin.create_bucket_user("galaxy-user", BUCKET)
     except BaseException:
         cloud.stop()
         raise
-    cloud.settings = {**admin.plugin_settings(), "allow_stored_secrets": True}
-    cloud.authz_config = {"access_key_id": key_id, "secret_access_key": secret}
-    cloud.mode, cloud.secrets = "static_key", [secret]
+    if identity:
+        cloud.settings = admin.plugin_settings()
+        cloud.authz_config, cloud.mode = {"role_arn": role_arn}, "web_identity"
+    else:
+        cloud.settings = {**admin.plugin_settings(), "allow_stored_secrets": True}
+        cloud.authz_config = {"access_key_id": key_id, "secret_access_key": secret}
+        cloud.mode, cloud.secrets = "static_key", [secret]
     return cloud
 
 
-def _start_azure(workdir: str) -> LocalCloud:
+def _start_azure(workdir: str, identity: Optional[OidcIdentity]) -> LocalCloud:
     """Azurite over HTTPS with --oauth basic (it checks a bearer token's audience, issuer and
     expiry), and a Microsoft identity platform of our own (entra_token_server.py) that issues those
-    tokens: the plugin's authorization is an app's client secret, exchanged for a bearer token."""
+    tokens: the plugin's authorization is an app's client secret, or (with ``identity``) the app's
+    federated credential for that login, exchanged for a bearer token."""
     import json
     import uuid
 
@@ -95,7 +118,10 @@ def _start_azure(workdir: str) -> LocalCloud:
     tenant, client_id, client_secret = str(uuid.uuid4()), str(uuid.uuid4()), uuid.uuid4().hex
     apps = os.path.join(workdir, "entra_apps.json")
     with open(apps, "w") as fh:
-        json.dump({"apps": [{"tenant": tenant, "client_id": client_id, "client_secret": client_secret}]}, fh)
+        app = {"tenant": tenant, "client_id": client_id, "client_secret": client_secret}
+        if identity:
+            app["federated_credentials"] = [{"issuer": identity.issuer, "subject": identity.subject, "audiences": [identity.audience]}]
+        json.dump({"apps": [app]}, fh)
     entra_port, azurite_port = localgalaxy.free_port(), localgalaxy.free_port()
     authority = f"https://127.0.0.1:{entra_port}"
     cloud = LocalCloud("azure", None, {}, {})  # type: ignore[arg-type]
@@ -119,17 +145,26 @@ def _start_azure(workdir: str) -> LocalCloud:
         raise
     cloud.settings = admin.plugin_settings()
     account = azurite.ACCOUNT
-    cloud.authz_config = {"tenant_id": tenant, "client_id": client_id, "storage_account": account, "client_secret": client_secret}
     cloud.limited_authz_config = {"storage_account": account, "sas_token": sas}
-    cloud.mode, cloud.secrets = "client_secret", [client_secret, sas]
+    if identity:
+        cloud.authz_config, cloud.mode = {"tenant_id": tenant, "client_id": client_id, "storage_account": account}, "federated"
+        cloud.secrets = [sas]
+    else:
+        cloud.authz_config = {"tenant_id": tenant, "client_id": client_id, "storage_account": account, "client_secret": client_secret}
+        cloud.mode, cloud.secrets = "client_secret", [client_secret, sas]
     return cloud
 
 
-def _start_gcp(workdir: str) -> LocalCloud:
+GCP_POOL = "projects/123456789012/locations/global/workloadIdentityPools/galaxy"
+GCP_AUDIENCE = f"//iam.googleapis.com/{GCP_POOL}/providers/galaxy-oidc"
+
+
+def _start_gcp(workdir: str, identity: Optional[OidcIdentity]) -> LocalCloud:
     """fake-gcs-server behind gcs_auth_proxy.py (which admits only tokens that the local Google
     token endpoint issued, on the buckets granted to their principal), with google_sts_server.py
     as Google's token endpoints: the plugin's authorization is a service-account key, exchanged at
-    the admin's token URL for a token that may use BUCKET only."""
+    the admin's token URL, or (with ``identity``) workload identity federation of that login; the
+    token may use BUCKET only."""
     import json
 
     import fake_gcs
@@ -145,10 +180,13 @@ def _start_gcp(workdir: str) -> LocalCloud:
         gcs = fake_gcs.start(gcs_port, os.path.join(workdir, "fake_gcs.log"), workdir, external_url=proxy_url)
         cloud.stoppers.append(lambda: localgalaxy.stop(gcs))
         sts_config = {"providers": [], "service_accounts": [{"email": key["client_email"], "bindings": [], "public_keys": {key["private_key_id"]: public_pem}}]}
+        grants = {f"serviceAccount:{key['client_email']}": {BUCKET: "write"}}
+        if identity:
+            sts_config["providers"] = [{"name": GCP_AUDIENCE, "issuer": identity.issuer, "allowed_audiences": [identity.audience]}]
+            grants = {f"principal://iam.googleapis.com/{GCP_POOL}/subject/{identity.subject}": {BUCKET: "write"}}
         sts, sts_url, _ = google_sts_server.start(sts_port, sts_config, workdir)
         cloud.stoppers.append(lambda: localgalaxy.stop(sts))
         fake_gcs.wait_until_up(direct_url, gcs)
-        grants = {f"serviceAccount:{key['client_email']}": {BUCKET: "write"}}
         proxy, _ = gcs_auth_proxy.start(proxy_port, direct_url, sts_url, grants, os.path.join(workdir, "gcs_auth_proxy.log"), workdir)
         cloud.stoppers.append(lambda: localgalaxy.stop(proxy))
         cloud.admin = admin = fake_gcs.FakeGcsAdmin(direct_url, sts_url, storage_endpoint=proxy_url)
@@ -158,6 +196,9 @@ def _start_gcp(workdir: str) -> LocalCloud:
         cloud.stop()
         raise
     cloud.settings = admin.plugin_settings()
+    if identity:
+        cloud.authz_config, cloud.mode = {"project": fake_gcs.PROJECT, "audience": GCP_AUDIENCE}, "workload_identity"
+        return cloud
     cloud.authz_config = {"project": fake_gcs.PROJECT, "service_account_key": json.dumps(key)}
     # One line of the private key: what would show if the key leaked anywhere (even JSON-escaped).
     cloud.mode, cloud.secrets = "service_account_key", [key["private_key"].splitlines()[3]]
@@ -186,7 +227,7 @@ def service_account_key(project: str, name: str) -> tuple[dict, str]:
     return key, public_pem
 
 
-def _start_swift(workdir: str) -> LocalCloud:
+def _start_swift(workdir: str, identity: Optional[OidcIdentity] = None) -> LocalCloud:
     """An all-in-one Swift cluster with tempauth: Swift's own v1 auth, a user and key kept in
     Galaxy's vault (there is no Keystone here). The account's admin may use every container; a
     second user only those shared with it."""
