@@ -289,7 +289,7 @@ def test_v1_record_holds_its_key_as_a_secret():
     record = v1_record()
     assert record.mode == "swift_v1" and record.uses_stored_secret
     assert record.public_dict() == {"swift_user": "test:tester", "project_domain_name": "Default"}
-    assert record.secret_dict() == {"swift_key": "testing"}
+    assert record.secret_dict() == {"swift_key": swift_aio.ADMIN_KEY}
 
 
 @pytest.mark.parametrize(
