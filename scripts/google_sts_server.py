@@ -360,8 +360,8 @@ def serve(tokens: TokenServer, host: str = "127.0.0.1", port: int = 0) -> Thread
 
 def start(port: int, config: dict, directory: str, **start_kwargs):
     """This server as a subprocess on http://127.0.0.1:``port`` (``localgalaxy.start``), ready;
-    its config, output and exchange log (``exchanges.jsonl``) in ``directory``. Returns
-    (process, url, exchange log path)."""
+    its config, output and exchange log (``google_sts_exchanges.jsonl``, written from the first
+    exchange on) in ``directory``. Returns (process, url, exchange log path)."""
     import os
 
     import localgalaxy

@@ -145,11 +145,11 @@ def _start_azure(workdir: str, identity: Optional[OidcIdentity]) -> LocalCloud:
         raise
     cloud.settings = admin.plugin_settings()
     account = azurite.ACCOUNT
-    cloud.limited_authz_config = {"storage_account": account, "sas_token": sas}
-    if identity:
+    if identity:  # secretless only, as an admin would run it
+        cloud.settings["allow_stored_secrets"] = False
         cloud.authz_config, cloud.mode = {"tenant_id": tenant, "client_id": client_id, "storage_account": account}, "federated"
-        cloud.secrets = [sas]
     else:
+        cloud.limited_authz_config = {"storage_account": account, "sas_token": sas}
         cloud.authz_config = {"tenant_id": tenant, "client_id": client_id, "storage_account": account, "client_secret": client_secret}
         cloud.mode, cloud.secrets = "client_secret", [client_secret, sas]
     return cloud
@@ -196,7 +196,8 @@ def _start_gcp(workdir: str, identity: Optional[OidcIdentity]) -> LocalCloud:
         cloud.stop()
         raise
     cloud.settings = admin.plugin_settings()
-    if identity:
+    if identity:  # secretless only, as an admin would run it
+        cloud.settings["allow_stored_secrets"] = False
         cloud.authz_config, cloud.mode = {"project": fake_gcs.PROJECT, "audience": GCP_AUDIENCE}, "workload_identity"
         return cloud
     cloud.authz_config = {"project": fake_gcs.PROJECT, "service_account_key": json.dumps(key)}

@@ -9,14 +9,8 @@ audience, signature against the provider's keys, expiry, the role's trust policy
 allowed to use one bucket only. One Galaxy for the whole class.
 """
 
-import hashlib
 import json
-import logging
-import os
-import sqlite3
-import tempfile
 import time
-from dataclasses import dataclass
 from datetime import (
     datetime,
     timezone,
@@ -24,15 +18,15 @@ from datetime import (
 from typing import Optional
 
 import jwt
-import requests
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from galaxy.model import UserAuthnzToken
-
-import localgalaxy
 import moto_aws
 import oidc_provider
+from oidc_base import (
+    OIDC_TOKENS,
+    OidcLoginTestCase,
+    OidcUser,
+    sha256,
+)
 from s3_base import (
     BUCKET,
     OTHER_BUCKET,
@@ -40,116 +34,19 @@ from s3_base import (
 )
 
 TOKEN_TTL = 1800  # the authorization's token_ttl, which is STS's DurationSeconds
-PORT_VARIABLES = ("GALAXY_TEST_HOST", "GALAXY_TEST_PORT", "GALAXY_TEST_PORT_RANDOM")
-OIDC_TOKENS = ("id_token", "access_token", "refresh_token")
-GALAXY_OIDC_TABLES = ("oidc_user_authnz_tokens",)  # Galaxy's own storage of the login's tokens
 
 
-@dataclass
-class OidcUser:
-    """A Galaxy user who logged in through the OpenID provider."""
-
-    login: str
-    session: requests.Session  # Galaxy's session cookie, as a browser has it after the login
-    api_key: str
-    authn_id: str  # the identity's encoded id (GET /authnz/)
-    id: str
-    username: str
-
-
-class LogRecorder(logging.Handler):
-    """Everything the Galaxy process logs, at every level, as formatted lines."""
-
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        self.lines: list[str] = []
-
-    def emit(self, record):
-        try:
-            self.lines.append(self.format(record))
-        except Exception:  # a record that cannot be formatted is still searched
-            self.lines.append(repr(record.__dict__))
-
-
-class TestS3WebIdentity(S3TestCase):
+class TestS3WebIdentity(OidcLoginTestCase, S3TestCase):
     plugin_config = {"providers": {}}
     aws_settings: dict = {}  # secretless modes only: no stored secrets
 
-    # -- one Galaxy, one provider, two users ------------------------------------------------------
+    # -- one Galaxy, one provider (oidc_base), moto (s3_base), two users ----------------------------
 
     @classmethod
-    def setUpClass(cls):
-        # The provider must know Galaxy's callback URL and Galaxy the provider's, before either
-        # starts: so Galaxy's port is chosen here and given to the test driver (GALAXY_TEST_PORT).
-        cls.oidc_dir = tempfile.mkdtemp(prefix="gcs-oidc-")
-        galaxy_port, op_port = localgalaxy.free_port(), localgalaxy.free_port()
-        cls.galaxy_url = f"http://127.0.0.1:{galaxy_port}"
-        cls.issuer = oidc_provider.issuer_url(op_port)
-        cls.op = oidc_provider.start(op_port, os.path.join(cls.oidc_dir, "op.log"), cls.galaxy_url)
-        saved = {name: os.environ.get(name) for name in PORT_VARIABLES}
-        try:
-            oidc_provider.wait_until_up(cls.issuer, cls.op)
-            os.environ.pop("GALAXY_TEST_PORT_RANDOM", None)
-            os.environ.update(GALAXY_TEST_HOST="127.0.0.1", GALAXY_TEST_PORT=str(galaxy_port))
-            super().setUpClass()
-        except BaseException:
-            localgalaxy.stop(cls.op)
-            raise
-        finally:  # the next test class picks its port as before
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-        try:
-            cls._record_logs()
-            cls.role_arn = cls.aws.create_web_identity_role("galaxy-lab-data", BUCKET, cls.issuer, oidc_provider.CLIENT_ID)
-            cls.alice = cls.oidc_login("alice")
-            cls.authz_id = cls.create_authz(cls.alice)
-        except BaseException:
-            cls.tearDownClass()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            localgalaxy.stop(cls.op)
-            for logger, handler in getattr(cls, "log_handlers", []):
-                logger.removeHandler(handler)
-
-    @classmethod
-    def handle_galaxy_config_kwds(cls, config):
-        super().handle_galaxy_config_kwds(config)
-        config.update(oidc_provider.galaxy_oidc_config(cls.oidc_dir, cls.galaxy_url, cls.issuer))
-        config["cleanup_job"] = "never"  # keep every job directory, to search them afterwards
-
-    @classmethod
-    def _record_logs(cls):
-        # Galaxy's logging configuration replaces the root logger's handlers when the app starts:
-        # this comes after. The access log does not propagate to the root logger.
-        cls.log_recorder = LogRecorder()
-        cls.log_handlers = []
-        for name in ("", "uvicorn.access", "uvicorn.error"):
-            logger = logging.getLogger(name)
-            if name == "" or not logger.propagate:
-                logger.addHandler(cls.log_recorder)
-                cls.log_handlers.append((logger, cls.log_recorder))
-
-    @classmethod
-    def oidc_login(cls, login: str) -> OidcUser:
-        session = oidc_provider.login(cls.galaxy_url, login)
-        me = oidc_provider.current_user(session, cls.galaxy_url)
-        return OidcUser(
-            login=login,
-            session=session,
-            api_key=oidc_provider.api_key(session, cls.galaxy_url),
-            authn_id=oidc_provider.identity_id(session, cls.galaxy_url),
-            id=me["id"],
-            username=me["username"],
-        )
+    def set_up_logins(cls):
+        cls.role_arn = cls.aws.create_web_identity_role("galaxy-lab-data", BUCKET, cls.issuer, oidc_provider.CLIENT_ID)
+        super().set_up_logins()
+        cls.authz_id = cls.create_authz(cls.alice)
 
     @classmethod
     def create_authz(cls, user: OidcUser, authn_id: Optional[str] = None) -> str:
@@ -162,14 +59,8 @@ class TestS3WebIdentity(S3TestCase):
         assert response.status_code == 200, response.text
         return response.json()["id"]
 
-    @classmethod
-    def api_as(cls, user: OidcUser, method: str, path: str, **kwargs) -> requests.Response:
-        return requests.request(method, f"{cls.galaxy_url}/api/{path}", headers={"x-api-key": user.api_key}, timeout=60, **kwargs)
-
     def setUp(self):
         super().setUp()
-        assert self.url.rstrip("/") == self.galaxy_url, (self.url, self.galaxy_url)
-        self.galaxy_interactor.api_key = self.user_api_key = self.alice.api_key  # the tests act as alice
         self.history_id = self.dataset_populator.new_history()
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -186,25 +77,6 @@ class TestS3WebIdentity(S3TestCase):
         """moto's record of every AssumeRoleWithWebIdentity call so far."""
         return moto_aws.web_identity_calls(self.web_identity_log)
 
-    def _token(self, session: Session, user: OidcUser) -> UserAuthnzToken:
-        stmt = select(UserAuthnzToken).where(UserAuthnzToken.id == self._decode_id(user.authn_id))
-        return session.scalars(stmt).one()
-
-    def stored_tokens(self, user: OidcUser) -> dict:
-        """What Galaxy stored at the login (or its last refresh): oidc_user_authnz_tokens.extra_data."""
-        with Session(self._app.model.engine) as session:
-            return dict(self._token(session, user).extra_data)
-
-    def make_id_token_look_expired(self, user: OidcUser) -> dict:
-        """As if the login were older than the token's lifetime (Galaxy judges expiry by auth_time
-        and expires_in); returns the tokens as they were."""
-        with Session(self._app.model.engine) as session:
-            token = self._token(session, user)
-            extra = dict(token.extra_data)
-            token.extra_data = {**extra, "auth_time": int(time.time()) - int(extra["expires_in"]) - 60}
-            session.commit()
-        return extra
-
     def transfer_one(self, key: str, body: bytes) -> dict:
         """A get of ``key`` that must succeed; returns the finished job."""
         self.put_object(key, body)
@@ -214,10 +86,6 @@ class TestS3WebIdentity(S3TestCase):
         assert job["state"] == "ok", job
         assert self.dataset_bytes(response.json()[0]["id"]) == body
         return job
-
-    @staticmethod
-    def sha256(text: str) -> str:
-        return hashlib.sha256(text.encode()).hexdigest()
 
     # -- the login -------------------------------------------------------------------------------
 
@@ -269,7 +137,7 @@ class TestS3WebIdentity(S3TestCase):
             assert call["role_session_name"] == f"galaxy-{self.alice.username}"
             assert call["duration_seconds"] == TOKEN_TTL
             assert (call["iss"], call["aud"], call["sub"]) == (self.issuer, oidc_provider.CLIENT_ID, "alice")
-            assert call["token_sha256"] == self.sha256(id_token)  # the token Galaxy stored
+            assert call["token_sha256"] == sha256(id_token)  # the token Galaxy stored
         sessions = {c["access_key_id"]: c for c in moto_aws.issued_credentials(self.moto_url)}
         assert all(sessions[call["access_key_id"]]["session_name"] == f"galaxy-{self.alice.username}" for call in calls)
 
@@ -306,7 +174,7 @@ class TestS3WebIdentity(S3TestCase):
         calls = self.sts_calls()[before:]
         assert len(calls) == 2, calls
         # STS saw the refreshed token, both at the request and when the job ran
-        assert {call["token_sha256"] for call in calls} == {self.sha256(new["id_token"])}
+        assert {call["token_sha256"] for call in calls} == {sha256(new["id_token"])}
         assert all(call["outcome"] == "ok" for call in calls)
 
     def test_failed_refresh_asks_to_log_in_again_and_creates_nothing(self):
@@ -353,37 +221,7 @@ class TestS3WebIdentity(S3TestCase):
         secrets = self.credential_material()
         assert len([name for name in secrets if name.startswith("moto ")]) >= 3 * 6  # 3 jobs, 2 exchanges each, 3 values
 
-        # 1. Galaxy's database, without Galaxy's own record of the login's tokens.
-        self.assert_absent(secrets, self.database_without_login_tokens(), "Galaxy's database")
-        # 2. Job parameters, command lines, stdout and stderr of every job (as an admin sees them),
-        # and of alice's jobs as she sees them.
-        every_job = self._get("jobs", data={"limit": 1000}, admin=True).json()
-        for job in every_job:
-            full = self._get(f"jobs/{job['id']}", data={"full": True}, admin=True)
-            assert full.status_code == 200 and full.json()["command_line"], full.text
-            self.assert_absent(secrets, full.text, f"/api/jobs/{job['id']}?full=true (admin)")
-            display = self._get(f"jobs/{job['id']}/parameters_display", admin=True)
-            self.assert_absent(secrets, display.text, f"/api/jobs/{job['id']}/parameters_display")
-        alices_jobs = self._get("jobs", data={"limit": 1000}).json()
-        assert {"cloud_storage_get", "cloud_storage_send"} <= {job["tool_id"] for job in alices_jobs}
-        for job in alices_jobs:
-            self.assert_absent(secrets, self._get(f"jobs/{job['id']}", data={"full": True}).text, f"/api/jobs/{job['id']}?full=true")
-        # 3. Every file Galaxy's jobs left (cleanup_job: never): scripts, configfiles, outputs, logs.
-        jobs_directory = self._app.config.jobs_directory
-        files = 0
-        for directory, _, names in os.walk(jobs_directory):
-            for name in names:
-                path = os.path.join(directory, name)
-                with open(path, "rb") as fh:
-                    self.assert_absent(secrets, fh.read().decode("utf-8", "replace"), path)
-                files += 1
-        assert files > 10, f"only {files} files in {jobs_directory}"
-        # 4. Everything the Galaxy process logged since it started serving (all levels).
-        lines = self.log_recorder.lines
-        self.assert_absent(secrets, "\n".join(lines), "Galaxy's log")
-        assert any("/api/cloud/storage/get" in line for line in lines), f"{len(lines)} lines, none about the requests"
-        # 5. The API's own answers.
-        self.assert_absent(secrets, self._get("cloud/authz").text, "GET /api/cloud/authz")
+        self.assert_no_credential_anywhere(secrets, {"POST /api/cloud/storage/send": sent.text})
 
     def credential_material(self) -> dict:
         """Every temporary key moto issued in this class, and the OIDC tokens of the login as Galaxy
@@ -397,31 +235,6 @@ class TestS3WebIdentity(S3TestCase):
             secrets[f"OIDC {name}"] = stored[name]
         assert all(len(value) >= 16 for value in secrets.values()), secrets.keys()
         return secrets
-
-    def database_without_login_tokens(self) -> str:
-        """A consistent copy of Galaxy's SQLite database, minus the tokens Galaxy itself keeps in
-        oidc_user_authnz_tokens, vacuumed (no deleted rows left in free pages); as text."""
-        url = self._app.config.database_connection
-        assert url.startswith("sqlite:///"), url
-        path = url[len("sqlite:///"):].split("?")[0]
-        copy = os.path.join(tempfile.mkdtemp(prefix="gcs-db-"), "copy.sqlite")
-        source, target = sqlite3.connect(path), sqlite3.connect(copy)
-        try:
-            source.backup(target)
-            for table in GALAXY_OIDC_TABLES:
-                target.execute(f"UPDATE {table} SET extra_data = NULL")  # noqa: S608
-            target.commit()
-            target.execute("VACUUM")
-        finally:
-            source.close()
-            target.close()
-        with open(copy, "rb") as fh:
-            return fh.read().decode("latin-1")
-
-    @staticmethod
-    def assert_absent(secrets: dict, haystack: str, where: str) -> None:
-        found = [name for name, value in secrets.items() if value in haystack]
-        assert not found, f"{', '.join(found)} found in {where}"
 
     # -- isolation (invariant 5) ---------------------------------------------------------------------
 
