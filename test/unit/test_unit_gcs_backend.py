@@ -11,6 +11,7 @@ from datetime import UTC
 
 import pytest
 from galaxy_cloud_storage.config import GcpSettings
+from galaxy_cloud_storage.providers import base
 from galaxy_cloud_storage.providers.base import (
     BucketNotFound,
     MissingCredentials,
@@ -312,12 +313,11 @@ def test_stat_many_answers_from_one_listing(admin):
     assert found == [ObjectInfo("run/03.txt", 3), ObjectInfo("run/00.txt", 0), ObjectInfo("run/29.txt", 29), None, ObjectInfo("other/z.txt", 2)]
     assert len(calls) == 2  # one listing (one page) answers all; one object GET proves read access
     assert "/o?" in calls[0] and "/o/run%2F03.txt" in calls[1]
-    from galaxy_cloud_storage.providers import gcp
 
     calls.clear()
-    limit, gcp.LISTING_LIMIT = gcp.LISTING_LIMIT, 10
+    limit, base.LISTING_LIMIT = base.LISTING_LIMIT, 10
     try:
         assert gcs.stat_many(BUCKET, keys) == found
     finally:
-        gcp.LISTING_LIMIT = limit
+        base.LISTING_LIMIT = limit
     assert len(calls) >= 3  # a long listing gives way to reading the keys

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from galaxy_cloud_storage.config import AwsSettings
+from galaxy_cloud_storage.providers import base
 from galaxy_cloud_storage.providers.aws import (
     AwsCredentials,
     AwsStorage,
@@ -305,11 +306,10 @@ def test_stat_many_answers_from_one_listing_and_falls_back_to_heads(moto_s3):
     assert found == [ObjectInfo("run/03.txt", 3), ObjectInfo("run/00.txt", 0), ObjectInfo("run/29.txt", 29), None, ObjectInfo("other/z.txt", 2)]
     assert calls == ["ListObjectsV2", "HeadObject"]  # one short listing answers all; one HEAD proves read access
     calls.clear()
-    import galaxy_cloud_storage.providers.aws as aws
 
-    limit, aws.LISTING_LIMIT = aws.LISTING_LIMIT, 10
+    limit, base.LISTING_LIMIT = base.LISTING_LIMIT, 10
     try:
         assert storage.stat_many("many", keys) == found
     finally:
-        aws.LISTING_LIMIT = limit
+        base.LISTING_LIMIT = limit
     assert calls.count("HeadObject") >= 2  # a long listing gives way to HEADs for the rest

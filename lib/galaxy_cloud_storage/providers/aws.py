@@ -18,6 +18,7 @@ from dataclasses import (
 from datetime import datetime
 from typing import (
     Any,
+    Iterator,
     NoReturn,
     Optional,
 )
@@ -50,6 +51,7 @@ from .base import (
     MissingCredentials,
     ObjectInfo,
     ObjectNotFound,
+    remove_file,
     StorageBackend,
     StorageError,
 )
@@ -62,7 +64,6 @@ MiB = 1024 * 1024
 PART_SIZE = 16 * MiB
 CONCURRENCY = 4
 DEFAULT_REGION = "us-east-1"
-LISTING_LIMIT = 10000  # past this many keys under a prefix, HEAD the keys instead of listing on
 # botocore's 'standard' mode retries throttling, 5xx and connection errors with backoff.
 RETRIES = {"mode": "standard", "max_attempts": 4}
 # HTTP error codes that mean "these credentials may not do that" (some come back as 400, not 403).
@@ -237,32 +238,13 @@ class AwsStorage(StorageBackend):
             self._raise(e, "read", bucket, key)
         return ObjectInfo(key=key, size=head["ContentLength"])
 
-    def stat_many(self, bucket: str, keys: list[str]) -> list[Optional[ObjectInfo]]:
-        """One listing under the keys' common prefix answers for all of them when it is short
-        (a request's 100 keys in one folder: one call instead of 100 HEADs); otherwise, or where
-        listing is not allowed, HEAD each key. The first key is HEADed in any case: listing is
-        allowed more often than reading, and a 403 there must not read as "missing"."""
-        prefix = os.path.commonprefix(keys) if keys else ""
-        wanted, sizes = set(keys), {}
-        try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=bucket, Prefix=prefix, PaginationConfig={"MaxItems": LISTING_LIMIT, "PageSize": 1000}
-            )
-            listed = 0
-            for page in pages:
-                for item in page.get("Contents", []):
-                    listed += 1
-                    if item["Key"] in wanted:
-                        sizes[item["Key"]] = item["Size"]
-            complete = listed < LISTING_LIMIT
-        except Exception:  # denied or unsupported listing: HEADs still answer key by key
-            complete = False
-        if complete:
-            first = self.stat(bucket, keys[0])  # AccessDenied where objects may not be read
-            return [first] + [ObjectInfo(key, sizes[key]) if key in sizes else None for key in keys[1:]]
-        unknown = [key for key in keys if key not in sizes]
-        headed = dict(zip(unknown, super().stat_many(bucket, unknown)))
-        return [ObjectInfo(key, sizes[key]) if key in sizes else headed[key] for key in keys]
+    def list_sizes(self, bucket: str, prefix: str, limit: int) -> Iterator[tuple[str, int]]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=prefix, PaginationConfig={"MaxItems": limit, "PageSize": 1000}
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                yield item["Key"], item["Size"]
 
     def download(self, bucket: str, key: str, path: str) -> int:
         try:
@@ -271,7 +253,7 @@ class AwsStorage(StorageBackend):
         except BaseException as e:
             # ``path`` may have existed before (Galaxy creates its output files): a failed download
             # must not leave anything there that looks like the object.
-            _remove(path)
+            remove_file(path)
             if isinstance(e, Exception):
                 self._raise(e, "download", bucket, key)
             raise
@@ -329,12 +311,3 @@ class AwsStorage(StorageBackend):
 
 def _status(error: ClientError) -> int:
     return error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        log.warning("Could not remove %s after a failed download", path)

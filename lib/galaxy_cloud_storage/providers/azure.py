@@ -16,6 +16,7 @@ bounded blocks with bounded concurrency (invariant 8), and stages blocks that st
 the final block list is committed, so a failed upload leaves no object behind (invariant 7).
 """
 
+import itertools
 import logging
 import os
 import uuid
@@ -29,6 +30,7 @@ from datetime import (
 )
 from typing import (
     Any,
+    Iterator,
     NoReturn,
     Optional,
 )
@@ -63,6 +65,7 @@ from .base import (
     MissingCredentials,
     ObjectInfo,
     ObjectNotFound,
+    remove_file,
     StorageBackend,
     StorageError,
 )
@@ -75,7 +78,6 @@ MiB = 1024 * 1024
 BLOCK_SIZE = 16 * MiB
 CONCURRENCY = 4
 RETRIES = 3  # azure-storage-blob's ExponentialRetry: throttling, 5xx and connection errors
-LISTING_LIMIT = 10000  # past this many blobs under a prefix, ask blob by blob instead
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 # cloudbridge's provider insists on a subscription id (it derives a default account name from it);
 # this one is never sent anywhere, since Resource Manager is never called.
@@ -271,30 +273,10 @@ class AzureStorage(StorageBackend):
             self._raise(e, "read", bucket, key)
         return ObjectInfo(key=key, size=properties.size)
 
-    def stat_many(self, bucket: str, keys: list[str]) -> list[Optional[ObjectInfo]]:
-        """One listing under the keys' common prefix answers for all of them when it is short; the
-        first key is asked for in any case, so that "denied" is not read as "missing" (as aws.py)."""
-        if not keys:
-            return []
-        prefix = os.path.commonprefix(keys)
-        wanted, sizes = set(keys), {}
-        try:
-            listed = 0
-            for blob in self.service.get_container_client(bucket).list_blobs(name_starts_with=prefix or None):
-                listed += 1
-                if blob.name in wanted:
-                    sizes[blob.name] = blob.size
-                if listed >= LISTING_LIMIT:
-                    break
-            complete = listed < LISTING_LIMIT
-        except Exception:  # denied or unsupported listing: properties still answer blob by blob
-            complete = False
-        if complete:
-            first = self.stat(bucket, keys[0])
-            return [first] + [ObjectInfo(key, sizes[key]) if key in sizes else None for key in keys[1:]]
-        unknown = [key for key in keys if key not in sizes]
-        asked = dict(zip(unknown, super().stat_many(bucket, unknown)))
-        return [ObjectInfo(key, sizes[key]) if key in sizes else asked[key] for key in keys]
+    def list_sizes(self, bucket: str, prefix: str, limit: int) -> Iterator[tuple[str, int]]:
+        blobs = self.service.get_container_client(bucket).list_blobs(name_starts_with=prefix or None)
+        for blob in itertools.islice(blobs, limit):
+            yield blob.name, blob.size
 
     def download(self, bucket: str, key: str, path: str) -> int:
         # Into a temporary file beside ``path``, renamed when complete: nothing at ``path`` ever
@@ -311,9 +293,9 @@ class AzureStorage(StorageBackend):
                 )
             os.replace(partial, path)
         except BaseException as e:
-            _remove(partial)
+            remove_file(partial)
             # ``path`` may have existed before (Galaxy creates its output files).
-            _remove(path)
+            remove_file(path)
             if isinstance(e, Exception):
                 self._raise(e, "download", bucket, key)
             raise
@@ -392,12 +374,3 @@ def _code(error: HttpResponseError) -> str:
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        log.warning("Could not remove %s after a failed download", path)

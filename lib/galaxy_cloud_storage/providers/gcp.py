@@ -26,6 +26,7 @@ from dataclasses import (
 )
 from datetime import datetime
 from typing import (
+    Iterator,
     NoReturn,
 )
 
@@ -47,6 +48,7 @@ from .base import (
     MissingCredentials,
     ObjectInfo,
     ObjectNotFound,
+    remove_file,
     StorageBackend,
     StorageError,
 )
@@ -60,7 +62,6 @@ MiB = 1024 * 1024
 # multiple of 256 KiB.
 CHUNK_SIZE = 16 * MiB
 CONCURRENCY = 4
-LISTING_LIMIT = 10000  # past this many keys under a prefix, stat_many HEADs the keys instead
 # google.api_core retries 408/429/5xx and connection errors with exponential backoff; this bounds
 # the time it spends on one request (an unreachable endpoint fails after about this long).
 RETRY_TIMEOUT = 60.0
@@ -152,32 +153,13 @@ class GcsStorage(StorageBackend):
             self._raise(e, "read", bucket, key)
         return None if blob is None else ObjectInfo(key=key, size=blob.size or 0)
 
-    def stat_many(self, bucket: str, keys: list[str]) -> list[ObjectInfo | None]:
-        """One listing under the keys' common prefix (GCS pages on the server) answers for all of
-        them when it is short; otherwise, or where listing is not allowed, each key is read. The
-        first key is read in any case: a 403 there must not look like "missing"."""
-        if not keys:
-            return []
-        prefix = os.path.commonprefix(keys)
-        wanted, sizes = set(keys), {}
-        try:
-            listed = 0
-            for blob in self.client.list_blobs(
-                bucket, prefix=prefix or None, max_results=LISTING_LIMIT, page_size=1000,
-                fields="items(name,size),nextPageToken", retry=self.retry, timeout=REQUEST_TIMEOUT,
-            ):  # fmt: skip
-                listed += 1
-                if blob.name in wanted:
-                    sizes[blob.name] = blob.size or 0
-            complete = listed < LISTING_LIMIT
-        except Exception:  # denied or failed listing: reading each key still answers
-            complete = False
-        if complete:
-            first = self.stat(bucket, keys[0])
-            return [first] + [ObjectInfo(key, sizes[key]) if key in sizes else None for key in keys[1:]]
-        unknown = [key for key in keys if key not in sizes]
-        read = dict(zip(unknown, super().stat_many(bucket, unknown)))
-        return [ObjectInfo(key, sizes[key]) if key in sizes else read[key] for key in keys]
+    def list_sizes(self, bucket: str, prefix: str, limit: int) -> Iterator[tuple[str, int]]:
+        blobs = self.client.list_blobs(
+            bucket, prefix=prefix or None, max_results=limit, page_size=1000,
+            fields="items(name,size),nextPageToken", retry=self.retry, timeout=REQUEST_TIMEOUT,
+        )  # fmt: skip
+        for blob in blobs:
+            yield blob.name, blob.size or 0
 
     def download(self, bucket: str, key: str, path: str) -> int:
         directory, name = os.path.split(os.path.abspath(path))
@@ -209,8 +191,8 @@ class GcsStorage(StorageBackend):
         except BaseException as e:
             # ``path`` may have existed before (Galaxy creates its output files): a failed download
             # must not leave anything there that looks like the object.
-            _remove(partial)
-            _remove(path)
+            remove_file(partial)
+            remove_file(path)
             if isinstance(e, Exception):
                 self._raise(e, "download", bucket, key)
             raise
@@ -298,12 +280,3 @@ def _server_message(error: api_exceptions.GoogleAPICallError) -> str:
         if isinstance(item, dict) and item.get("message"):
             return item["message"]
     return error.reason or ""
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        log.warning("Could not remove %s after a failed download", path)

@@ -56,6 +56,7 @@ from .base import (
     MissingCredentials,
     ObjectInfo,
     ObjectNotFound,
+    remove_file,
     StorageBackend,
     StorageError,
 )
@@ -67,7 +68,6 @@ SEGMENT_SIZE = 16 * MiB  # objects above this go up as an SLO of segments this s
 CONCURRENCY = 4  # segments in flight per upload: memory is CONCURRENCY socket buffers, not segments
 MAX_SEGMENTS = 1000  # Swift's default slo max_manifest_segments: larger objects get larger segments
 CHUNK_SIZE = 1 * MiB  # read and write size when streaming a download
-LISTING_LIMIT = 10000  # past this many names under a prefix, stat_many HEADs the keys instead
 # swiftclient retries connection errors and 5xx, backing off 0.5, 1, 2 s: an outage is reported
 # within seconds, a hiccup is ridden out. Downloads resume where they broke off (Range requests).
 RETRIES = 3
@@ -171,33 +171,19 @@ class SwiftStorage(StorageBackend):
             self._raise(e, "read", bucket, key)
         return ObjectInfo(key=key, size=int(headers["content-length"]))
 
-    def stat_many(self, bucket: str, keys: list[str]) -> list[Optional[ObjectInfo]]:
-        """One listing under the keys' common prefix answers for all of them when it is short
-        (Swift lists an SLO's total size); otherwise, or where listing is not allowed, HEAD each key.
-        The first key is HEADed in any case, so that "may list, may not read" is not "missing"."""
-        prefix = os.path.commonprefix(keys) if keys else ""
-        wanted, sizes = set(keys), {}
-        try:
-            listed, marker, complete = 0, "", False
-            with self._connection() as conn:
-                while listed < LISTING_LIMIT:
-                    page = conn.get_container(bucket, prefix=prefix, marker=marker, limit=1000)[1]
-                    for item in page:
-                        if item.get("name") in wanted:
-                            sizes[item["name"]] = int(item["bytes"])
-                    listed += len(page)
-                    if len(page) < 1000:
-                        complete = True
-                        break
-                    marker = page[-1]["name"]
-        except Exception:  # denied or broken listing: HEADs still answer key by key
-            complete = False
-        if complete:
-            first = self.stat(bucket, keys[0])
-            return [first] + [ObjectInfo(key, sizes[key]) if key in sizes else None for key in keys[1:]]
-        unknown = [key for key in keys if key not in sizes]
-        headed = dict(zip(unknown, super().stat_many(bucket, unknown)))
-        return [ObjectInfo(key, sizes[key]) if key in sizes else headed[key] for key in keys]
+    def list_sizes(self, bucket: str, prefix: str, limit: int) -> Iterator[tuple[str, int]]:
+        """Swift lists an SLO's total size, not its manifest's."""
+        listed, marker = 0, ""
+        with self._connection() as conn:
+            while listed < limit:
+                size = min(1000, limit - listed)
+                page = conn.get_container(bucket, prefix=prefix, marker=marker, limit=size)[1]
+                for item in page:
+                    yield item["name"], int(item["bytes"])
+                listed += len(page)
+                if len(page) < size:  # the last page
+                    return
+                marker = page[-1]["name"]
 
     def download(self, bucket: str, key: str, path: str) -> int:
         """Stream the object into a temporary file beside ``path``, renamed to ``path`` when complete."""
@@ -222,8 +208,8 @@ class SwiftStorage(StorageBackend):
         except BaseException as e:
             # ``path`` may have existed before (Galaxy creates its output files): nothing that looks
             # like the object may be left there.
-            _remove(temporary)
-            _remove(path)
+            remove_file(temporary)
+            remove_file(path)
             if isinstance(e, Exception) and not isinstance(e, StorageError):
                 self._raise(e, "download", bucket, key)
             raise
@@ -364,14 +350,3 @@ def _put_checked(conn: Connection, container: str, name: str, fh, offset: int, l
     if etag and etag.strip('"') != sent:
         raise StorageError(f"Swift stored different bytes than were sent for '{name}' in container '{container}'")
     return sent
-
-
-def _remove(path: Optional[str]) -> None:
-    if path is None:
-        return
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        log.warning("Could not remove %s after a failed download", path)
