@@ -1,7 +1,10 @@
 """A real, embedded Galaxy 26.1 with the plugin mounted through ``init_fast_app``."""
 
 import os
+import shutil
 import tempfile
+import time
+from typing import Optional
 
 import yaml
 from cryptography.fernet import Fernet
@@ -16,6 +19,11 @@ from galaxy_test.driver.integration_util import IntegrationTestCase
 
 from galaxy_cloud_storage.mount import init_fast_app
 from galaxy_cloud_storage.tools import tool_conf_xml
+from local_clouds import (
+    LocalCloud,
+    OidcIdentity,
+    start_cloud,
+)
 
 HERE = os.path.dirname(__file__)
 GALAXY_CONFIG_DIR = os.path.join(HERE, "galaxy_config")
@@ -80,3 +88,58 @@ class CloudStorageTestCase(IntegrationTestCase):
 
     def current_email(self) -> str:
         return self._get("users/current").json()["email"]
+
+    def wait_for_job(self, job_id: str, timeout: float = 300) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self._get(f"jobs/{job_id}", data={"full": True}).json()
+            if job["state"] in ("ok", "error", "failed", "deleted"):
+                return job
+            time.sleep(0.5)
+        raise AssertionError(f"job {job_id} still {job['state']} after {timeout} s")
+
+    def dataset_bytes(self, dataset_id: str) -> bytes:
+        response = self._get(f"datasets/{dataset_id}/display", data={"preview": False})
+        assert response.status_code == 200, response.text
+        return response.content
+
+    def history_size(self, history_id: Optional[str] = None) -> int:
+        return len(self._get(f"histories/{history_id or self.history_id}/contents").json())
+
+    def job_count(self) -> int:
+        return len(self._get("jobs", data={"limit": 1000}).json())
+
+
+class LocalCloudTestCase(CloudStorageTestCase):
+    """Galaxy with the plugin and ``provider``'s local cloud (scripts/local_clouds.py), started
+    before Galaxy (whose config names its endpoints) and stopped after it."""
+
+    provider: str = ""
+    cloud: LocalCloud
+
+    @classmethod
+    def cloud_identity(cls) -> Optional[OidcIdentity]:
+        """The login the cloud is to trust (a secretless authorization), or None (a stored secret)."""
+        return None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cloud_dir = tempfile.mkdtemp(prefix=f"gcs-{cls.provider}-")
+        cls.cloud = start_cloud(cls.provider, cls.cloud_dir, cls.cloud_identity())
+        try:
+            super().setUpClass()
+        except BaseException:
+            cls.cloud.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls.cloud.stop()
+            shutil.rmtree(cls.cloud_dir, ignore_errors=True)
+
+    @classmethod
+    def plugin_settings(cls) -> dict:
+        return {"providers": {cls.provider: cls.cloud.settings}}

@@ -2,7 +2,6 @@
 
 import os
 import tempfile
-import time
 
 import localgalaxy
 import moto_aws
@@ -60,23 +59,3 @@ class S3TestCase(CloudStorageTestCase):
     def object_keys(self, bucket: str = BUCKET) -> list[str]:
         listed = self.aws.client("s3").list_objects_v2(Bucket=bucket)
         return [item["Key"] for item in listed.get("Contents", [])]
-
-    def wait_for_job(self, job_id: str, timeout: float = 180) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = self._get(f"jobs/{job_id}", data={"full": True}).json()
-            if job["state"] in ("ok", "error", "failed", "deleted"):
-                return job
-            time.sleep(0.5)
-        raise AssertionError(f"job {job_id} still {job['state']} after {timeout} s")
-
-    def dataset_bytes(self, dataset_id: str) -> bytes:
-        response = self._get(f"datasets/{dataset_id}/display", data={"preview": False})
-        assert response.status_code == 200, response.text
-        return response.content
-
-    def history_size(self, history_id: str) -> int:
-        return len(self._get(f"histories/{history_id}/contents").json())
-
-    def job_count(self) -> int:
-        return len(self._get("jobs", data={"limit": 1000}).json())

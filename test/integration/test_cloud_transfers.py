@@ -13,16 +13,9 @@ user's OIDC login have their own tests.
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-import time
 
-from base import CloudStorageTestCase
+from base import LocalCloudTestCase
 from galaxy_test.base.populators import DatasetPopulator
-from local_clouds import (
-    LocalCloud,
-    start_cloud,
-)
 
 MiB = 1024 * 1024
 COMMON_KEYS_AND_BYTES = {
@@ -43,34 +36,10 @@ LARGE_SIZE = 200 * MiB
 PEAK_RSS_LIMIT_MIB = 300
 
 
-class CloudTransferSuite(CloudStorageTestCase):
+class CloudTransferSuite(LocalCloudTestCase):
     """The tests; a subclass names its ``provider``."""
 
-    provider: str = ""
     keys_and_bytes = COMMON_KEYS_AND_BYTES
-    cloud: LocalCloud
-
-    @classmethod
-    def setUpClass(cls):
-        cls.cloud_dir = tempfile.mkdtemp(prefix=f"gcs-{cls.provider}-")
-        cls.cloud = start_cloud(cls.provider, cls.cloud_dir)
-        try:
-            super().setUpClass()
-        except BaseException:
-            cls.cloud.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            cls.cloud.stop()
-            shutil.rmtree(cls.cloud_dir, ignore_errors=True)
-
-    @classmethod
-    def plugin_settings(cls) -> dict:
-        return {"providers": {cls.provider: cls.cloud.settings}}
 
     def setUp(self):
         super().setUp()
@@ -102,26 +71,6 @@ class CloudTransferSuite(CloudStorageTestCase):
 
     def read_object(self, key: str) -> bytes:
         return self.admin.get_object(self.cloud.bucket, key)
-
-    def wait_for_job(self, job_id: str, timeout: float = 300) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = self._get(f"jobs/{job_id}", data={"full": True}).json()
-            if job["state"] in ("ok", "error", "failed", "deleted"):
-                return job
-            time.sleep(0.5)
-        raise AssertionError(f"job {job_id} still {job['state']} after {timeout} s")
-
-    def dataset_bytes(self, dataset_id: str) -> bytes:
-        response = self._get(f"datasets/{dataset_id}/display", data={"preview": False})
-        assert response.status_code == 200, response.text
-        return response.content
-
-    def history_size(self, history_id: str) -> int:
-        return len(self._get(f"histories/{history_id}/contents").json())
-
-    def job_count(self) -> int:
-        return len(self._get("jobs", data={"limit": 1000}).json())
 
     @staticmethod
     def peak_rss_mib(job: dict) -> float:

@@ -20,8 +20,6 @@ count and compare with the id_token Galaxy stored.
 import json
 import os
 import re
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import (
@@ -34,14 +32,12 @@ import requests
 
 import entra_token_server
 import oidc_provider
-from base import CloudStorageTestCase
+from base import LocalCloudTestCase
 from galaxy_test.base.populators import DatasetPopulator
 from local_clouds import (
     GCP_AUDIENCE,
     GCP_POOL,
-    LocalCloud,
     OidcIdentity,
-    start_cloud,
 )
 from oidc_base import (
     OIDC_TOKENS,
@@ -68,36 +64,13 @@ class Exchange:
     record: dict
 
 
-class FederatedCloudTestCase(CloudStorageTestCase):
+class FederatedCloudTestCase(LocalCloudTestCase):
     """``provider``'s local cloud, trusting the logins of ``cls.issuer`` (which OidcLoginTestCase,
     the base before this one, sets before this ``setUpClass`` runs) for SUBJECT only."""
 
-    provider: str = ""
-    cloud: LocalCloud
-
     @classmethod
-    def setUpClass(cls):
-        cls.cloud_dir = tempfile.mkdtemp(prefix=f"gcs-{cls.provider}-federated-")
-        identity = OidcIdentity(issuer=cls.issuer, audience=oidc_provider.CLIENT_ID, subject=SUBJECT)
-        cls.cloud = start_cloud(cls.provider, cls.cloud_dir, identity=identity)
-        assert cls.cloud.mode in ("federated", "workload_identity"), cls.cloud.mode
-        try:
-            super().setUpClass()
-        except BaseException:
-            cls.cloud.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            cls.cloud.stop()
-            shutil.rmtree(cls.cloud_dir, ignore_errors=True)
-
-    @classmethod
-    def plugin_settings(cls) -> dict:
-        return {"providers": {cls.provider: cls.cloud.settings}}
+    def cloud_identity(cls) -> OidcIdentity:
+        return OidcIdentity(issuer=cls.issuer, audience=oidc_provider.CLIENT_ID, subject=SUBJECT)
 
 
 class FederatedTransferSuite(OidcLoginTestCase, FederatedCloudTestCase):
@@ -149,26 +122,6 @@ class FederatedTransferSuite(OidcLoginTestCase, FederatedCloudTestCase):
 
     def object_keys(self) -> list[str]:
         return self.cloud.admin.list_keys(self.cloud.bucket)
-
-    def wait_for_job(self, job_id: str, timeout: float = 300) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = self._get(f"jobs/{job_id}", data={"full": True}).json()
-            if job["state"] in ("ok", "error", "failed", "deleted"):
-                return job
-            time.sleep(0.5)
-        raise AssertionError(f"job {job_id} still {job['state']} after {timeout} s")
-
-    def dataset_bytes(self, dataset_id: str) -> bytes:
-        response = self._get(f"datasets/{dataset_id}/display", data={"preview": False})
-        assert response.status_code == 200, response.text
-        return response.content
-
-    def history_size(self) -> int:
-        return len(self._get(f"histories/{self.history_id}/contents").json())
-
-    def job_count(self) -> int:
-        return len(self._get("jobs", data={"limit": 1000}).json())
 
     def transfer_one(self, key: str, body: bytes) -> tuple[dict, requests.Response]:
         """A get of ``key`` that must succeed; returns the finished job and the API's answer."""
