@@ -74,7 +74,8 @@ def run_send(backend: StorageBackend, manifest: dict) -> int:
     items = [SendItem(item["path"], item["key"]) for item in manifest["items"]]
     if not manifest.get("overwrite_existing"):
         # Names were chosen at request time not to replace anything; one that appeared since is kept.
-        appeared = [item for item in items if backend.stat(bucket, item.key) is not None]
+        found = backend.stat_many(bucket, [item.key for item in items])  # one listing, not a HEAD each
+        appeared = [item for item, info in zip(items, found) if info is not None]
         if appeared:
             results = [ItemResult(item.key, False, 0, f"object '{item.key}' appeared in '{bucket}' since the request; not replaced") for item in appeared]
             items = [item for item in items if item not in appeared]
