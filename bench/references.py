@@ -212,7 +212,7 @@ class AzureBlobReference(Reference):
         from azure.storage.blob import BlobServiceClient
         from galaxy_cloud_storage.providers import azure
 
-        self.block_size, self.concurrency = azure.BLOCK_SIZE, azure.CONCURRENCY
+        self.block_size, self.chunk_size, self.concurrency = azure.BLOCK_SIZE, azure.CHUNK_SIZE, azure.CONCURRENCY
         self.account_url = self.settings["blob_endpoint"].format(account=config["storage_account"]).rstrip("/")
         if credentials.access_token:
             expires = int(credentials.expires_on.timestamp()) if credentials.expires_on else 2**31
@@ -223,11 +223,11 @@ class AzureBlobReference(Reference):
         self.service = BlobServiceClient(
             self.account_url, credential=credential, connection_verify=self.settings.get("ca_bundle") or True,
             max_block_size=self.block_size, max_single_put_size=self.block_size,
-            max_single_get_size=self.block_size, max_chunk_get_size=self.block_size,
+            max_single_get_size=self.chunk_size, max_chunk_get_size=self.chunk_size,
         )  # fmt: skip
 
     def describe(self):
-        return {"sdk": "azure-storage-blob download_blob/upload_blob", "part_size": self.block_size, "parts_in_parallel": self.concurrency}
+        return {"sdk": "azure-storage-blob download_blob/upload_blob", "part_size": self.block_size, "range_size": self.chunk_size, "parts_in_parallel": self.concurrency}
 
     def download(self, key, path):
         with open(path, "wb") as fh:

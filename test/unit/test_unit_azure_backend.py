@@ -91,8 +91,8 @@ def test_round_trip(storage, azurite_http, container, tmp_path):
 
 
 def test_large_object_moves_in_blocks(azurite_http, container, tmp_path):
-    """40 MiB in 1 MiB blocks, 4 at a time both ways: bytes identical, the blob made of 40 blocks."""
-    storage = sas_storage(azurite_http, block_size=MiB)
+    """40 MiB in 1 MiB blocks and ranges, 4 at a time both ways: bytes identical, the blob made of 40 blocks."""
+    storage = sas_storage(azurite_http, block_size=MiB, chunk_size=MiB)
     source = tmp_path / "big"
     with open(source, "wb") as fh:
         for _ in range(40):
