@@ -254,13 +254,13 @@ def test_server_identity_is_never_used(moto_strict, monkeypatch, tmp_path):
 
     # Someone else's keys: refused by the server, although the environment holds good ones.
     wrong = storage_for(moto_strict, AwsCredentials("AKIAWRONGWRONGWRONG1", "wrong-secret"))
-    assert wrong.provider.session.get_credentials().method == "explicit"
+    assert wrong.session.get_credentials().method == "explicit"
     with pytest.raises(AccessDenied):
         wrong.check_bucket(moto_strict.bucket)
 
     # The user's own keys: work, at the admin's endpoint, with no stray session token.
     right = storage_for(moto_strict, AwsCredentials(good_key, good_secret))
-    assert right.provider.session.get_credentials().token is None
+    assert right.session.get_credentials().token is None
     assert right.client.meta.endpoint_url == moto_strict.endpoint_url
     right.check_bucket(moto_strict.bucket)
     assert right.stat(moto_strict.bucket, moto_strict.key) == ObjectInfo(moto_strict.key, 6)

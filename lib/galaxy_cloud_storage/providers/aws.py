@@ -1,11 +1,14 @@
-"""Amazon S3 and S3-compatible endpoints, through cloudbridge's AWS provider and boto3's s3transfer.
+"""Amazon S3 and S3-compatible endpoints, through boto3: an S3 client on an isolated session, and
+s3transfer for the objects.
 
-The provider is built by cloudbridge, so the other layers see one way of reaching every cloud, but
-the objects move through boto3's s3transfer on the client made from cloudbridge's session, because
-cloudbridge's object API cannot give a user a true answer or bounded transfers:
-``buckets.get`` returns a bucket even on 403, ``objects.get`` returns None on any error (missing,
-denied and unreachable all look alike), ``objects.list`` walks the whole bucket client-side for each
-page, and its multipart settings are process-global, shared by every user's transfer.
+cloudbridge's AWS provider is not used. Its object API cannot give a user a true answer or bounded
+transfers: ``buckets.get`` returns a bucket even on 403, ``objects.get`` returns None on any error
+(missing, denied and unreachable all look alike), ``objects.list`` walks the whole bucket
+client-side for each page, and its multipart settings are process-global, shared by every user's
+transfer. What was left of it, the session, cost more than it gave: it fills unset keys from
+/etc/cloudbridge.ini and ~/.cloudbridge (a stray aws_session_token there would go out with the
+user's keys), and its __init__ builds every service with a boto3 EC2 resource (about 75 ms per
+request, a sixth of what a get request may take, for APIs the plugin never calls).
 """
 
 import logging
@@ -17,7 +20,6 @@ from dataclasses import (
 )
 from datetime import datetime
 from typing import (
-    Any,
     Iterator,
     NoReturn,
     Optional,
@@ -38,11 +40,6 @@ from botocore.exceptions import (
     ConnectTimeoutError,
     EndpointConnectionError,
 )
-from cloudbridge.factory import (
-    CloudProviderFactory,
-    ProviderList,
-)
-from cloudbridge.providers.aws.provider import AWSCloudProvider
 
 from ..config import AwsSettings
 from .base import (
@@ -88,9 +85,9 @@ class AwsCredentials:
     expiration: Optional[datetime] = None
 
 
-# Parsing botocore's service models (cloudbridge builds EC2's, a large one, eagerly) costs 0.3-0.5 s
-# per session; one loader for the process keeps its parsed models, and a request builds a backend in
-# well under 0.1 s. The loader holds no credentials.
+# Parsing botocore's service models costs 0.3-0.5 s per session; one loader for the process keeps
+# its parsed models, and a request builds a backend in a few milliseconds. The loader holds no
+# credentials.
 _SHARED_LOADER = botocore.loaders.create_loader()
 _LOADER_LOCK = threading.Lock()
 
@@ -114,68 +111,6 @@ def _isolated_botocore_session() -> botocore.session.Session:
     return session
 
 
-class _OnFirstUse:
-    """Stands for a boto3 resource until something uses it."""
-
-    def __init__(self, make):
-        self._make = make
-        self._made = None
-
-    def __getattr__(self, name: str) -> Any:
-        if self._made is None:
-            self._made = self._make()
-        return getattr(self._made, name)
-
-
-class _ExplicitAWSProvider(AWSCloudProvider):
-    """cloudbridge's AWS provider, using nothing but the config dict it is given.
-
-    Stock cloudbridge fills unset keys from /etc/cloudbridge.ini and ~/.cloudbridge (a stray
-    aws_session_token there would go out with the user's keys), and its __init__ already builds its
-    boto3 session (its EC2 services connect eagerly) on botocore's default, environment-reading one.
-    Neither reaches the network.
-
-    Its __init__ also builds every service with a boto3 EC2 or S3 resource: about 70 ms per
-    provider, most of what a get request may spend, for EC2 that the plugin never uses. Here the
-    resources are made on first use.
-    """
-
-    @property
-    def ec2_conn(self) -> Any:
-        if not self._ec2_conn:
-            self._ec2_conn = _OnFirstUse(self._connect_ec2)
-        return self._ec2_conn
-
-    @property
-    def s3_conn(self) -> Any:
-        if not self._s3_conn:
-            self._s3_conn = _OnFirstUse(self._connect_s3)
-        return self._s3_conn
-
-    def _get_config_value(self, key: str, default_value: Any = None) -> Any:
-        value = self.config.get(key)
-        return default_value if value is None or value == "" else value
-
-    @property
-    def session(self) -> boto3.session.Session:
-        if self._session is None:
-            self._session = boto3.session.Session(
-                botocore_session=_isolated_botocore_session(), region_name=self.region_name, **self.session_cfg
-            )
-            with _LOADER_LOCK:  # each boto3 Session appends its data folder to the shared loader's paths
-                paths = _SHARED_LOADER.search_paths
-                paths[:] = list(dict.fromkeys(paths))
-        return self._session
-
-
-def cloudbridge_provider(config: dict) -> AWSCloudProvider:
-    factory = CloudProviderFactory()
-    # Registered first, our class answers for "aws"; it also spares cloudbridge's discovery, which
-    # imports every cloud's SDK (about 3 s).
-    factory.register_provider_class(_ExplicitAWSProvider)
-    return factory.create_provider(ProviderList.AWS, config)
-
-
 class AwsStorage(StorageBackend):
     def __init__(
         self,
@@ -191,16 +126,16 @@ class AwsStorage(StorageBackend):
         # Invariant 4: the endpoint is the admin's (None: AWS itself), never the user's.
         self.endpoint_url = str(settings.s3_endpoint_url).rstrip("/") if settings.s3_endpoint_url else None
         self.region = region or settings.s3_region or DEFAULT_REGION
-        self.provider = cloudbridge_provider(
-            {
-                "aws_access_key": credentials.access_key_id,
-                "aws_secret_key": credentials.secret_access_key,
-                "aws_session_token": credentials.session_token,
-                "aws_region_name": self.region,
-                "s3_endpoint_url": self.endpoint_url,
-                "cb_debug": False,  # CB_DEBUG would log every request's headers, session token included
-            }
+        self.session = boto3.session.Session(
+            botocore_session=_isolated_botocore_session(),
+            aws_access_key_id=credentials.access_key_id,
+            aws_secret_access_key=credentials.secret_access_key,
+            aws_session_token=credentials.session_token,
+            region_name=self.region,
         )
+        with _LOADER_LOCK:  # each boto3 Session appends its data folder to the shared loader's paths
+            paths = _SHARED_LOADER.search_paths
+            paths[:] = list(dict.fromkeys(paths))
         client_config = Config(
             retries=RETRIES,
             signature_version="s3v4",
@@ -210,7 +145,7 @@ class AwsStorage(StorageBackend):
             # S3-compatible servers rarely have wildcard DNS for virtual-hosted buckets.
             s3={"addressing_style": "path"} if self.endpoint_url else None,
         )
-        self.client = self.provider.session.client(
+        self.client = self.session.client(
             "s3", region_name=self.region, endpoint_url=self.endpoint_url, config=client_config
         )
         self.transfer_config = TransferConfig(
