@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 
 import requests
+from social_core.backends.open_id_connect import OpenIdConnectAuth
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -81,6 +82,10 @@ class OidcLoginTestCase(CloudStorageTestCase):
         # The provider must know Galaxy's callback URL and Galaxy the provider's, before either
         # starts: so Galaxy's port is chosen here and given to the test driver (GALAXY_TEST_PORT).
         cls.oidc_dir = tempfile.mkdtemp(prefix="gcs-oidc-")
+        # social-core keeps a provider's discovery document and keys per backend class, process-wide,
+        # for a day: each test class has a provider of its own, so the last class's must go.
+        OpenIdConnectAuth.oidc_config.invalidate()
+        OpenIdConnectAuth.get_jwks_keys.invalidate()
         galaxy_port, op_port = localgalaxy.free_port(), localgalaxy.free_port()
         cls.galaxy_url = f"http://127.0.0.1:{galaxy_port}"
         cls.issuer = oidc_provider.issuer_url(op_port)
