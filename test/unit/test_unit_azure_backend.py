@@ -24,6 +24,7 @@ from azure_fixtures import (
     azurite,
     localgalaxy,
 )
+from tcp_relay import TcpRelay
 
 from galaxy_cloud_storage.authz.azure import azure_credentials
 from galaxy_cloud_storage.authz.configs import AzureAuthzConfig
@@ -191,43 +192,38 @@ def test_unreachable_endpoint():
 # --- a failed upload leaves nothing ------------------------------------------------------------
 
 
-def test_failed_upload_leaves_no_blob(tmp_path):
-    """Azurite stops while blocks are being staged: the upload fails, and once Azurite is back
-    the blob does not exist (its staged blocks were never committed)."""
-    port, location = localgalaxy.free_port(), str(tmp_path / "data")
-    admin = azurite.AzuriteAdmin(port)
-    process = azurite.start(port, location, str(tmp_path / "azurite.log"))
-    try:
-        admin.wait(process)
-        name = admin.create_bucket("failing")
-        admin.put_object(name, "kept", b"kept")
-        source = tmp_path / "big"
-        with open(source, "wb") as fh:
-            for _ in range(64):
-                fh.write(os.urandom(MiB))
-        storage = sas_storage(admin, block_size=256 * 1024, retries=0)
-        failure = []
+def test_failed_upload_leaves_no_blob(azurite_http, container, tmp_path):
+    """The endpoint goes away while blocks are being staged: the upload fails as "unreachable",
+    and the blob does not exist (its staged blocks were never committed). The client talks to
+    Azurite through a relay that the test cuts, so Azurite keeps its state to be asked."""
+    azurite_http.put_object(container, "kept", b"kept")
+    source = tmp_path / "big"
+    with open(source, "wb") as fh:
+        for _ in range(64):
+            fh.write(os.urandom(MiB))
+    relay = TcpRelay(azurite_http.port)
+    settings = AzureSettings(**{**azurite_http.plugin_settings(), "blob_endpoint": f"http://127.0.0.1:{relay.port}/{{account}}"})
+    storage = AzureStorage(settings, AzureCredentials(sas_token=azurite_http.account_sas()), ACCOUNT, block_size=256 * 1024, retries=0)
+    failure = []
 
-        def upload():
-            try:
-                storage.upload(str(source), name, "partial")
-            except StorageError as e:
-                failure.append(e)
+    def upload():
+        try:
+            storage.upload(str(source), container, "partial")
+        except StorageError as e:
+            failure.append(e)
 
-        uploading = threading.Thread(target=upload)
-        uploading.start()
-        deadline = time.monotonic() + 30
-        while admin.uncommitted_blocks(name, "partial") < 4 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert admin.uncommitted_blocks(name, "partial") >= 4, "the upload staged no blocks"
-        localgalaxy.stop(process, timeout=10)
-        uploading.join(60)
-        assert failure and "unreachable" in str(failure[0])
-        process = azurite.start(port, location, str(tmp_path / "azurite2.log"))
-        admin.wait(process)
-        assert admin.list_keys(name) == ["kept"]  # Azurite kept its state, and no "partial" blob
-    finally:
-        localgalaxy.stop(process, timeout=10)
+    uploading = threading.Thread(target=upload)
+    uploading.start()
+    deadline = time.monotonic() + 30
+    while azurite_http.uncommitted_blocks(container, "partial") < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert azurite_http.uncommitted_blocks(container, "partial") >= 4, "the upload staged no blocks"
+    relay.cut()
+    uploading.join(60)
+    assert not uploading.is_alive()
+    assert failure and "unreachable" in str(failure[0])
+    assert azurite_http.uncommitted_blocks(container, "partial") >= 4  # what was staged stays staged...
+    assert azurite_http.list_keys(container) == ["kept"]  # ...and never became a blob
 
 
 def test_unreadable_file_is_reported(storage, container, tmp_path):
