@@ -214,7 +214,7 @@ def test_endpoint_and_region_come_from_settings_and_record():
 
     settings = AwsSettings(s3_endpoint_url="http://127.0.0.1:9000/", s3_region="eu-west-3")
     assert AwsStorage(settings, USER_KEYS).region == "eu-west-3"
-    custom = AwsStorage(settings, USER_KEYS, region="ca-central-1")
+    custom = AwsStorage(settings, USER_KEYS, {"region": "ca-central-1"})
     assert custom.region == custom.client.meta.region_name == "ca-central-1"
     assert custom.client.meta.endpoint_url == "http://127.0.0.1:9000"
 

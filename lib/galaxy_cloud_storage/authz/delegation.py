@@ -8,7 +8,6 @@ transfer job is prepared); the credentials it returns are never stored.
 import logging
 import re
 from dataclasses import (
-    asdict,
     dataclass,
     field,
 )
@@ -53,7 +52,7 @@ class Delegation:
             "provider": self.provider,
             "settings": self.settings,
             "config": self.config,
-            "credentials": {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in asdict(self.credentials).items()},
+            "credentials": self.credentials.to_json(),
         }
 
 

@@ -3,7 +3,6 @@ cloud's quirks. ``storage_backend`` builds the one for a delegation (see authz.d
 
 import importlib
 import logging
-from datetime import datetime
 from typing import Any
 
 from .base import StorageBackend
@@ -40,6 +39,7 @@ quiet_sdk_debug_logging()
 
 # provider -> (module, backend class, credentials class, admin settings class)
 BACKENDS = {
+    "aws": ("aws", "AwsStorage", "AwsCredentials", "AwsSettings"),
     "azure": ("azure", "AzureStorage", "AzureCredentials", "AzureSettings"),
     "gcp": ("gcp", "GcsStorage", "GcpCredentials", "GcpSettings"),
     "openstack": ("openstack", "SwiftStorage", "SwiftCredentials", "OpenStackSettings"),
@@ -51,17 +51,6 @@ def storage_backend(provider: str, settings: dict, config: dict, credentials: An
     short-lived ``credentials`` (an object, or its JSON form inside a job); ``config`` is the
     authorization record's public part (region, storage account, project, ...)."""
     quiet_sdk_debug_logging()
-    if provider == "aws":
-        from ..config import AwsSettings
-        from .aws import (
-            AwsCredentials,
-            AwsStorage,
-        )
-
-        if isinstance(credentials, dict):
-            expiration = credentials.get("expiration")
-            credentials = AwsCredentials(**{**credentials, "expiration": expiration and datetime.fromisoformat(expiration)})
-        return AwsStorage(AwsSettings(**settings), credentials, region=config.get("region"))
     if provider not in BACKENDS:
         raise NotImplementedError(f"no storage backend for provider '{provider}'")
     # Imported on use: each cloud's SDK costs an import only where that cloud is used.

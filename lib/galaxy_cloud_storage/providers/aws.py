@@ -45,6 +45,7 @@ from ..config import AwsSettings
 from .base import (
     AccessDenied,
     BucketNotFound,
+    JsonCredentials,
     MissingCredentials,
     ObjectInfo,
     ObjectNotFound,
@@ -76,7 +77,7 @@ DENIED_CODES = {
 
 
 @dataclass(frozen=True)
-class AwsCredentials:
+class AwsCredentials(JsonCredentials):
     """One user's keys, usually temporary ones from STS; the repr never shows the secret parts."""
 
     access_key_id: str
@@ -116,16 +117,17 @@ class AwsStorage(StorageBackend):
         self,
         settings: AwsSettings,
         credentials: AwsCredentials,
-        region: Optional[str] = None,
+        config: Optional[dict] = None,
         *,
         part_size: int = PART_SIZE,
     ) -> None:
+        """``config``: the authorization record's public part; its ``region`` wins over the admin's."""
         # Invariant 3: an empty key would make boto3 look for the server's own identity.
         if credentials is None or not credentials.access_key_id or not credentials.secret_access_key:
             raise MissingCredentials("No AWS access key and secret for this authorization; authorize again.")
         # Invariant 4: the endpoint is the admin's (None: AWS itself), never the user's.
         self.endpoint_url = str(settings.s3_endpoint_url).rstrip("/") if settings.s3_endpoint_url else None
-        self.region = region or settings.s3_region or DEFAULT_REGION
+        self.region = (config or {}).get("region") or settings.s3_region or DEFAULT_REGION
         self.session = boto3.session.Session(
             botocore_session=_isolated_botocore_session(),
             aws_access_key_id=credentials.access_key_id,

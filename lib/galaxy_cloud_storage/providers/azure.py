@@ -62,6 +62,7 @@ from ..config import AzureSettings
 from .base import (
     AccessDenied,
     BucketNotFound,
+    JsonCredentials,
     MissingCredentials,
     ObjectInfo,
     ObjectNotFound,
@@ -101,21 +102,13 @@ DENIED_CODES = {
 
 
 @dataclass(frozen=True)
-class AzureCredentials:
+class AzureCredentials(JsonCredentials):
     """What a transfer job receives: a bearer token already exchanged by ``authz.azure`` (with its
     expiry), or a SAS token. Never the user's id_token nor a client secret."""
 
     access_token: Optional[str] = field(default=None, repr=False)
     expires_on: Optional[datetime] = None
     sas_token: Optional[str] = field(default=None, repr=False)
-
-    @classmethod
-    def from_json(cls, data: dict) -> "AzureCredentials":
-        """The inverse of ``dataclasses.asdict`` with datetimes isoformat()ed (Delegation.to_json_dict)."""
-        expires_on = data.get("expires_on")
-        if isinstance(expires_on, str):
-            expires_on = datetime.fromisoformat(expires_on)
-        return cls(access_token=data.get("access_token"), expires_on=expires_on, sas_token=data.get("sas_token"))
 
     @property
     def expired(self) -> bool:

@@ -3,8 +3,13 @@
 import abc
 import logging
 import os
+import typing
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import (
+    dataclass,
+    fields,
+)
+from datetime import datetime
 from typing import (
     Iterable,
     Optional,
@@ -14,6 +19,31 @@ log = logging.getLogger(__name__)
 
 STAT_WORKERS = 16  # parallel HEAD requests for stat_many
 LISTING_LIMIT = 10000  # past this many objects under a prefix, stat_many asks key by key instead
+
+
+class JsonCredentials:
+    """For the credentials dataclasses: their JSON form, in which they travel to the transfer job
+    (its fields, datetimes as ISO 8601), and back."""
+
+    def to_json(self) -> dict:
+        return {f.name: _isoformat(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: dict):
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for f in fields(cls):
+            if f.name in data:
+                value = data[f.name]
+                if isinstance(value, str) and datetime in (typing.get_args(hints[f.name]) or (hints[f.name],)):
+                    value = datetime.fromisoformat(value)
+                values[f.name] = value
+        return cls(**values)
+
+
+def _isoformat(value):
+    return value.isoformat() if isinstance(value, datetime) else value
+
 
 class StorageError(Exception):
     """A storage operation failed; ``str()`` is a message fit for a user (no credentials in it)."""

@@ -20,7 +20,6 @@ import logging
 import os
 import tempfile
 from dataclasses import (
-    asdict,
     dataclass,
     field,
 )
@@ -45,6 +44,7 @@ from ..config import GcpSettings
 from .base import (
     AccessDenied,
     BucketNotFound,
+    JsonCredentials,
     MissingCredentials,
     ObjectInfo,
     ObjectNotFound,
@@ -69,23 +69,12 @@ REQUEST_TIMEOUT = (10, 120)  # (connect, read) seconds for each HTTP request
 
 
 @dataclass(frozen=True)
-class GcpCredentials:
+class GcpCredentials(JsonCredentials):
     """What a transfer job receives: an OAuth 2.0 access token, already exchanged, and when it
-    expires. Never the id_token nor a service-account key. JSON form: ``dataclasses.asdict`` with
-    the datetime isoformat()ed (``to_json``); back with ``from_json``."""
+    expires. Never the id_token nor a service-account key."""
 
     access_token: str = field(repr=False)
     expiry: datetime | None = None
-
-    def to_json(self) -> dict:
-        data = asdict(self)
-        data["expiry"] = self.expiry.isoformat() if self.expiry else None
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict) -> "GcpCredentials":
-        expiry = data.get("expiry")
-        return cls(access_token=data["access_token"], expiry=datetime.fromisoformat(expiry) if expiry else None)
 
 
 def authorized_session(credentials: GcpCredentials, verify) -> AuthorizedSession:

@@ -32,7 +32,6 @@ from concurrent.futures import (
 )
 from contextlib import contextmanager
 from dataclasses import (
-    asdict,
     dataclass,
     field,
 )
@@ -53,6 +52,7 @@ from ..config import OpenStackSettings
 from .base import (
     AccessDenied,
     BucketNotFound,
+    JsonCredentials,
     MissingCredentials,
     ObjectInfo,
     ObjectNotFound,
@@ -77,20 +77,12 @@ TIMEOUT = 60  # seconds without a byte from Swift before a request counts as fai
 
 
 @dataclass(frozen=True)
-class SwiftCredentials:
+class SwiftCredentials(JsonCredentials):
     """One user's Swift token and the storage URL it is for; the repr never shows the token."""
 
     storage_url: str
     token: str = field(repr=False)
     expires: Optional[datetime] = None
-
-    def to_json(self) -> dict:
-        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_json(cls, data: dict) -> "SwiftCredentials":
-        expires = data.get("expires")
-        return cls(data["storage_url"], data["token"], datetime.fromisoformat(expires) if expires else None)
 
 
 class SwiftStorage(StorageBackend):
