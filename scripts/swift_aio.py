@@ -65,11 +65,22 @@ def install(venv: str = DEFAULT_VENV, python: str = sys.executable) -> float:
     if not os.path.exists(swift_python(venv)):
         subprocess.run([python, "-m", "venv", venv], check=True)
     pip = [swift_python(venv), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run(pip + [SWIFT_REQUIREMENT], check=True)
+    _quiet_pip(pip + [SWIFT_REQUIREMENT])
     subprocess.run([swift_python(venv), "-c", "import swift.proxy.server, swift.obj.server"], check=True)
     with open(os.path.join(venv, STAMP_NAME), "w") as fh:
         fh.write(SWIFT_REQUIREMENT + "\n")
     return time.monotonic() - started
+
+
+def _quiet_pip(command: list) -> None:
+    """Run pip, passing its messages on except "WARNING: Location ... is ignored", which comes from
+    the machine's pip configuration, not from this install (bootstrap.sh filters them alike)."""
+    result = subprocess.run(command, stderr=subprocess.PIPE, text=True)
+    for line in result.stderr.splitlines():
+        if not line.startswith("WARNING: Location"):
+            print(line, file=sys.stderr)
+    if result.returncode:
+        raise subprocess.CalledProcessError(result.returncode, command)
 
 
 # --- a cluster ----------------------------------------------------------------------------------
