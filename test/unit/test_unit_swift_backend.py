@@ -313,3 +313,50 @@ def test_two_users_credentials_stay_separate_when_used_at_once(swift, swift_admi
         assert [f.result() for f in reader_results] == ["denied"] * 4
     assert swift_admin.list_keys(container) == [f"admin-{i}" for i in range(4)]
     assert swift_admin.list_keys(shared) == [f"reader-{i}" for i in range(4)]
+
+
+def test_overwriting_a_large_object_deletes_its_old_segments(swift, swift_admin, container, tmp_path):
+    """As the swift CLI does: the replaced version's segments go once the new version is in place."""
+    storage = storage_as(swift, segment_size=1 * MiB)
+    storage.upload(str(random_file(tmp_path / "first", 3 * MiB)), container, "big.bin")
+    first_segments = swift_admin.list_keys(f"{container}_segments")
+    assert len(first_segments) == 3
+    second = random_file(tmp_path / "second", 2 * MiB + 1)
+    storage.upload(str(second), container, "big.bin")
+    segments = swift_admin.list_keys(f"{container}_segments")
+    assert len(segments) == 3 and not set(segments) & set(first_segments)
+    assert storage.download(container, "big.bin", str(tmp_path / "copy")) == 2 * MiB + 1
+    assert file_sha256(tmp_path / "copy") == file_sha256(second)
+    (tmp_path / "small").write_bytes(b"small now")
+    storage.upload(str(tmp_path / "small"), container, "big.bin")  # large -> small
+    assert swift_admin.list_keys(f"{container}_segments") == []
+    assert swift_admin.get_object(container, "big.bin") == b"small now"
+
+
+def test_a_failed_overwrite_keeps_the_old_version_whole(swift, swift_admin, container, tmp_path):
+    storage = storage_as(swift, segment_size=1 * MiB)
+    first = random_file(tmp_path / "first", 3 * MiB)
+    storage.upload(str(first), container, "big.bin")
+    # The segments container's quota lets no new segment in: the second upload fails.
+    swift_admin.connection().post_container(f"{container}_segments", {"X-Container-Meta-Quota-Bytes": str(3 * MiB)})
+    with pytest.raises(StorageError):
+        storage.upload(str(random_file(tmp_path / "second", 3 * MiB)), container, "big.bin")
+    assert len(swift_admin.list_keys(f"{container}_segments")) == 3
+    assert storage.download(container, "big.bin", str(tmp_path / "copy")) == 3 * MiB
+    assert file_sha256(tmp_path / "copy") == file_sha256(first)
+
+
+def test_a_dynamic_large_object_is_replaced_with_its_segments(storage, swift_admin, container, tmp_path):
+    """Objects written by older tools as DLOs (X-Object-Manifest): their segments go too, and only
+    theirs."""
+    conn, parts = swift_admin.connection(), f"{container}_parts"
+    conn.put_container(parts)
+    for index in range(2):
+        conn.put_object(parts, f"old/{index}", b"x" * 10)
+    conn.put_object(parts, "other/0", b"kept")
+    conn.put_object(container, "dlo", b"", headers={"X-Object-Manifest": f"{parts}/old/"})
+    assert swift_admin.get_object(container, "dlo") == b"x" * 20
+    (tmp_path / "new").write_bytes(b"new")
+    storage.upload(str(tmp_path / "new"), container, "dlo")
+    assert swift_admin.list_keys(parts) == ["other/0"]
+    assert swift_admin.get_object(container, "dlo") == b"new"

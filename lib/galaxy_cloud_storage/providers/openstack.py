@@ -13,7 +13,8 @@ environment variables, the server's own identity (invariant 3).
 Large objects go up as a Static Large Object, as the ``swift`` CLI does it: segments of
 ``SEGMENT_SIZE`` in ``<container>_segments``, ``CONCURRENCY`` at a time, each streamed from the file
 (memory stays bounded whatever the size, invariant 8), then the manifest. A failed upload deletes
-the segments it wrote and writes no manifest (invariant 7).
+the segments it wrote and writes no manifest (invariant 7); a successful one over a large object
+deletes the replaced version's segments.
 """
 
 import json
@@ -41,7 +42,10 @@ from typing import (
     NoReturn,
     Optional,
 )
-from urllib.parse import urlsplit
+from urllib.parse import (
+    unquote,
+    urlsplit,
+)
 
 from requests.exceptions import RequestException
 from swiftclient.client import Connection
@@ -213,12 +217,16 @@ class SwiftStorage(StorageBackend):
         except OSError as e:
             raise StorageError(f"Cannot read {path} to send it to '{key}' in container '{bucket}': {e.strerror}") from e
         try:
+            replaced = self._segments_of(bucket, key)
             if size <= self.segment_size:
                 self._put_whole(path, size, bucket, key)
             else:
                 self._put_large(path, size, bucket, key)
         except Exception as e:
             self._raise(e, "upload", bucket, key)
+        # Overwritten: the old version's segments would stay forever, unlisted and billed (the
+        # swift CLI deletes them likewise). Only now: had the upload failed, the old version stays whole.
+        self._delete_replaced_segments(replaced)
         return size
 
     # -- uploads --------------------------------------------------------------------------------
@@ -267,6 +275,31 @@ class SwiftStorage(StorageBackend):
             self._delete_segments(segments_container, sorted(started))
             raise
 
+    def _segments_of(self, bucket: str, key: str) -> list[tuple[str, str]]:
+        """(container, name) of the segments of the large object at ``key``, if there is one."""
+        with self._connection() as conn:
+            try:
+                headers = conn.head_object(bucket, key)
+            except ClientException as e:
+                if e.http_status == 404:
+                    return []
+                raise
+            if "content-location" in headers:  # a symlink: the segments are its target's
+                return []
+            if headers.get("x-static-large-object", "").lower() == "true":
+                _, body = conn.get_object(bucket, key, query_string="multipart-manifest=get")
+                paths = [segment["name"] for segment in json.loads(body)]
+                return [tuple(path.lstrip("/").split("/", 1)) for path in paths]
+            if "x-object-manifest" in headers:  # a dynamic large object (older tools): all under its prefix
+                container, prefix = unquote(headers["x-object-manifest"]).split("/", 1)
+                _, listing = conn.get_container(container, prefix=prefix, full_listing=True)
+                return [(container, entry["name"]) for entry in listing]
+        return []
+
+    def _delete_replaced_segments(self, segments: list[tuple[str, str]]) -> None:
+        for container in dict.fromkeys(container for container, _ in segments):
+            self._delete_segments(container, [name for c, name in segments if c == container], "a replaced object")
+
     def _ensure_segments_container(self, bucket: str, segments_container: str) -> None:
         with self._connection() as conn:
             headers = conn.head_container(bucket)  # BucketNotFound / AccessDenied before any write
@@ -279,8 +312,8 @@ class SwiftStorage(StorageBackend):
                 policy = headers.get("x-storage-policy")
                 conn.put_container(segments_container, headers={"X-Storage-Policy": policy} if policy else None)
 
-    def _delete_segments(self, segments_container: str, names: list[str]) -> None:
-        """Best effort, after a failure: every segment this upload started (404s are fine)."""
+    def _delete_segments(self, segments_container: str, names: list[str], whose: str = "a failed upload") -> None:
+        """Best effort: the segments of ``whose`` (404s are fine)."""
         leftover = 0
         for name in names:
             try:
@@ -292,7 +325,7 @@ class SwiftStorage(StorageBackend):
             except Exception:
                 leftover += 1
         if leftover:
-            log.warning("%d segments of a failed upload could not be deleted from container %s", leftover, segments_container)
+            log.warning("%d segments of %s could not be deleted from container %s", leftover, whose, segments_container)
 
     # -- errors ---------------------------------------------------------------------------------
 
