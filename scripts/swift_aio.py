@@ -2,13 +2,15 @@
 
 PyPI ``swift`` runs in a virtualenv of its own (default ``.venv-swift`` beside ``.venv``, git-ignored):
 its pins (eventlet, PasteDeploy, an older cryptography) have no business in Galaxy's environment.
-``python scripts/swift_aio.py install [--venv PATH]`` creates it once (idempotent, with a stamp).
+Keystone and keystonemiddleware live there too (keystone_aio.py puts a real Keystone in front of a
+cluster). ``python scripts/swift_aio.py install [--venv PATH]`` creates it once (idempotent, with a stamp).
 
 A cluster is four processes (account, container and object servers and the proxy, each
 ``workers = 0``), one-replica rings, ``mount_check = false``, its data in a directory of its own.
-The proxy's pipeline has tempauth (Swift's own v1 auth: the emulator has no Keystone), tempurl, slo
-and ``dict_cache`` (scripts/swift/dict_cache.py), an in-process stand-in for memcache, which tempauth
-needs as ``swift.cache``: one proxy process needs no shared cache daemon.
+The proxy's pipeline has tempauth (Swift's own v1 auth), tempurl, slo and ``dict_cache``
+(scripts/swift/dict_cache.py), an in-process stand-in for memcache, which tempauth needs as
+``swift.cache``: one proxy process needs no shared cache daemon. Started with ``keystone``, the
+proxy also accepts that Keystone's tokens (authtoken and keystoneauth, proxy-server-keystone.conf).
 
 Users (tempauth, account ``AUTH_test``): ``test:tester`` (an account admin) and ``test:reader``, who
 is no admin and reaches only the containers whose ACLs name it (``SwiftAdmin.share``).
@@ -32,7 +34,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TEMPLATES = os.path.join(HERE, "swift")
 DEFAULT_VENV = os.path.join(ROOT, ".venv-swift")
-SWIFT_REQUIREMENT = "swift==2.38.*"
+# Keystone and its middleware too: tests run a real Keystone in front of a cluster (keystone_aio.py).
+# They fit beside Swift in one venv (pip check finds no conflict).
+REQUIREMENTS = ("swift==2.38.*", "keystone==30.0.*", "keystonemiddleware==13.0.*", "PyJWT>=2.8")
+SWIFT_REQUIREMENT = " ".join(REQUIREMENTS)  # what the stamp records
 STAMP_NAME = ".swift-aio-installed"
 
 # Keys distinctive enough that a search for them (invariant 2 tests) finds nothing by chance.
@@ -57,16 +62,17 @@ def is_installed(venv: str = DEFAULT_VENV) -> bool:
 
 
 def install(venv: str = DEFAULT_VENV, python: str = sys.executable) -> float:
-    """Create ``venv`` with PyPI swift unless its stamp says it is there; returns the seconds spent
-    (0 when nothing was to do). About a minute on an idle 2-core machine, 70 MB."""
+    """Create ``venv`` with PyPI swift and keystone unless its stamp says they are there; returns the
+    seconds spent (0 when nothing was to do). About a minute on a 2-core machine, 230 MB."""
     if is_installed(venv):
         return 0.0
     started = time.monotonic()
     if not os.path.exists(swift_python(venv)):
         subprocess.run([python, "-m", "venv", venv], check=True)
     pip = [swift_python(venv), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    _quiet_pip(pip + [SWIFT_REQUIREMENT])
-    subprocess.run([swift_python(venv), "-c", "import swift.proxy.server, swift.obj.server"], check=True)
+    _quiet_pip(pip + list(REQUIREMENTS))
+    imports = "import swift.proxy.server, swift.obj.server, keystone.server.wsgi, keystonemiddleware.auth_token"
+    subprocess.run([swift_python(venv), "-c", imports], check=True)
     with open(os.path.join(venv, STAMP_NAME), "w") as fh:
         fh.write(SWIFT_REQUIREMENT + "\n")
     return time.monotonic() - started
@@ -135,7 +141,7 @@ def _render(template: str, target: str, values: dict) -> None:
     with open(os.path.join(TEMPLATES, template)) as fh:
         text = fh.read()
     with open(target, "w") as fh:
-        fh.write(text.format(**values) if template.endswith("-server.conf") else text)
+        fh.write(text.format(**values) if template.endswith(".conf") and template != "swift.conf" else text)
 
 
 def _start_server(name: str, directory: str, venv: str):
@@ -165,17 +171,32 @@ def _ignoring_client_errors(ready):
     return check
 
 
-def start(directory: str, venv: str = DEFAULT_VENV, timeout: float = 60) -> SwiftCluster:
+def start(
+    directory: str,
+    venv: str = DEFAULT_VENV,
+    timeout: float = 60,
+    *,
+    proxy_port: Optional[int] = None,
+    keystone: Optional[dict] = None,
+) -> SwiftCluster:
     """A cluster with its data, rings and logs in ``directory`` (created), on free ports; ready
-    (tempauth answers and the test account exists) when returned. Takes 3-8 s."""
+    (tempauth answers and the test account exists) when returned. Takes 3-8 s.
+
+    ``keystone``: ``{"url", "service_password"}`` of a Keystone (keystone_aio.py) whose tokens the
+    proxy accepts too, for the accounts ``KEY_<project id>`` (tempauth keeps ``AUTH_test``)."""
     if not is_installed(venv):
         raise RuntimeError(f"Swift is not installed in {venv}: run python scripts/swift_aio.py install --venv {venv}")
-    ports = {f"{name}_port": localgalaxy.free_port() for name in (*SERVERS, "proxy")}
+    ports = {f"{name}_port": localgalaxy.free_port() for name in SERVERS}
+    ports["proxy_port"] = proxy_port or localgalaxy.free_port()
     devices = os.path.join(directory, "devices")
     os.makedirs(os.path.join(devices, "d1"), exist_ok=True)
     values = {**ports, "devices": devices, "swift_dir": directory, "admin_key": ADMIN_KEY, "reader_key": READER_KEY}
-    for name in (*SERVERS, "proxy"):
+    if keystone:
+        values.update(keystone_url=keystone["url"], keystone_service_password=keystone["service_password"])
+    for name in SERVERS:
         _render(f"{name}-server.conf", os.path.join(directory, f"{name}-server.conf"), values)
+    proxy_template = "proxy-server-keystone.conf" if keystone else "proxy-server.conf"
+    _render(proxy_template, os.path.join(directory, "proxy-server.conf"), values)
     _render("swift.conf", os.path.join(directory, "swift.conf"), values)
     # swift-ring-builder's own code (RingBuilder), in one process instead of nine commands.
     subprocess.run(

@@ -1,10 +1,10 @@
 """authz.openstack.openstack_credentials: Swift v1 auth against the real Swift cluster
-(scripts/swift_aio.py); Keystone v3 (OIDC federation, application credentials) against
-``FakeKeystone`` below.
+(scripts/swift_aio.py); what is sent to Keystone v3 (OIDC federation, application credentials),
+against ``FakeKeystone`` below. The same modes against a real Keystone: test_unit_keystone.py.
 
-FakeKeystone is an in-process HTTP server standing in for Keystone, allowed in unit tests only
-because no real Keystone runs on these machines: it answers the two token requests keystoneauth1
-makes, records them for the tests to check, and serves a catalog with two regions.
+FakeKeystone is an in-process HTTP server standing in for Keystone (unit tests only): it answers
+the token requests keystoneauth1 makes and records them, so that these tests see exactly what is
+sent and to whom (invariants 3 and 4), and serves a catalog with two regions.
 """
 
 import json

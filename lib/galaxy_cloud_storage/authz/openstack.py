@@ -66,49 +66,28 @@ def keystone_v3_url(settings: OpenStackSettings) -> str:
 def _keystone(settings: OpenStackSettings, config: OpenStackAuthzConfig, access_token: Callable[[], str]) -> SwiftCredentials:
     auth_url = keystone_v3_url(settings)
     federated = config.mode == "oidc_federation"
-    if federated:
-        token = access_token()
-        if not token:
-            raise ReauthenticationRequired("Galaxy holds no OIDC access token for your login; log in to Galaxy again.")
-        auth = v3.OidcAccessToken(
-            auth_url,
-            config.identity_provider,
-            config.protocol,
-            access_token=token,
-            project_id=config.project_id,
-            project_name=None if config.project_id else config.project_name,
-            project_domain_name=None if config.project_id else config.project_domain_name,
-        )
-    else:
-        # An application credential is bound to its project: no scope to ask for.
-        auth = v3.ApplicationCredential(
-            auth_url,
-            application_credential_id=config.application_credential_id,
-            application_credential_secret=config.application_credential_secret,
-        )
-    session = ks_session.Session(auth=auth, verify=settings.verify, timeout=TIMEOUT)
+    session = ks_session.Session(verify=settings.verify, timeout=TIMEOUT)
     region = config.region or settings.region
     try:
-        access = auth.get_access(session)
-        storage_url = access.service_catalog.url_for(service_type="object-store", interface="public", region_name=region)
-    except ks_exceptions.Unauthorized:
         if federated:
-            raise ReauthenticationRequired(
-                f"Keystone did not accept your login for identity provider '{config.identity_provider}'; "
-                "log in to Galaxy again. If this persists, the Keystone mapping may not admit your identity "
-                "to the project."
-            )
+            access = _federated_access(auth_url, config, access_token, session)
+        else:
+            # An application credential is bound to its project: no scope to ask for.
+            access = v3.ApplicationCredential(
+                auth_url,
+                application_credential_id=config.application_credential_id,
+                application_credential_secret=config.application_credential_secret,
+            ).get_access(session)
+        storage_url = access.service_catalog.url_for(service_type="object-store", interface="public", region_name=region)
+    except ks_exceptions.Unauthorized as e:
+        if federated:  # the login was accepted (_federated_access): the project was not
+            raise _project_refused(config, e)
         raise exceptions.ItemAccessibilityException(
             "Keystone refused the application credential of this authorization (wrong, expired or deleted); "
             "create a new one and update the authorization."
         )
     except (ks_exceptions.Forbidden, ks_exceptions.NotFound) as e:
-        # Scoping to a project the identity has no role on, or one that does not exist.
-        project = config.project_id or config.project_name
-        raise exceptions.ItemAccessibilityException(
-            f"Keystone refused a token for project '{project}' (HTTP {e.http_status}): check the project "
-            "name or id and your role on it."
-        )
+        raise _project_refused(config, e)
     except (ks_exceptions.EndpointNotFound, ks_exceptions.EmptyCatalog):
         where = f" in region '{region}'" if region else ""
         raise exceptions.ItemAccessibilityException(
@@ -123,6 +102,40 @@ def _keystone(settings: OpenStackSettings, config: OpenStackAuthzConfig, access_
     if not storage_url:
         raise exceptions.ItemAccessibilityException("Keystone's catalog for this project has no object-store endpoint.")
     return SwiftCredentials(storage_url, access.auth_token, access.expires)
+
+
+def _project_refused(config: OpenStackAuthzConfig, error: ks_exceptions.HttpError) -> Exception:
+    """Scoping to a project the identity has no role on, or one that does not exist."""
+    project = config.project_id or config.project_name
+    return exceptions.ItemAccessibilityException(
+        f"Keystone refused a token for project '{project}' (HTTP {error.http_status}): check the project "
+        "name or id and your role on it."
+    )
+
+
+def _federated_access(auth_url: str, config: OpenStackAuthzConfig, access_token: Callable[[], str], session):
+    """The user's access token for an unscoped federated token, then that one for the project's.
+    keystoneauth's OidcAccessToken does both in one call; two steps tell "Keystone does not accept
+    your login" (log in again) from "no role on that project" (Keystone answers 401 to both)."""
+    token = access_token()
+    if not token:
+        raise ReauthenticationRequired("Galaxy holds no OIDC access token for your login; log in to Galaxy again.")
+    federation = v3.OidcAccessToken(auth_url, config.identity_provider, config.protocol, access_token=token)
+    try:
+        unscoped = federation.get_unscoped_auth_ref(session)
+    except ks_exceptions.Unauthorized:
+        raise ReauthenticationRequired(
+            f"Keystone did not accept your login for identity provider '{config.identity_provider}'; "
+            "log in to Galaxy again. If this persists, the Keystone mapping may not admit your identity."
+        )
+    scoped = v3.Token(
+        auth_url,
+        unscoped.auth_token,
+        project_id=config.project_id,
+        project_name=None if config.project_id else config.project_name,
+        project_domain_name=None if config.project_id else config.project_domain_name,
+    )
+    return scoped.get_access(session)
 
 
 # -- Swift v1 auth -------------------------------------------------------------------------------
