@@ -49,6 +49,8 @@ class LocalCloud:
     limited_authz_config: Optional[dict] = None
     #: the stored secrets of the authorizations, to search for where they must not be
     secrets: list[str] = field(default_factory=list)
+    #: Keystone federation: the OIDC middleware's record of the access tokens it validated
+    validations_path: Optional[str] = None
     stoppers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def stop(self) -> None:
@@ -59,16 +61,17 @@ class LocalCloud:
                 print(f"stopping {self.provider}: {e}")
 
 
-def start_cloud(provider: str, workdir: str, identity: Optional[OidcIdentity] = None) -> LocalCloud:
+def start_cloud(provider: str, workdir: str, identity: Optional[OidcIdentity] = None, **options) -> LocalCloud:
     """Start ``provider``'s local server in ``workdir`` (created), with BUCKET and OTHER_BUCKET.
 
     Without ``identity`` the authorization holds a stored secret; with one, where the cloud can
     trust an OIDC login (AWS, Azure, GCP), the authorization is secretless: the cloud's token
-    endpoint exchanges that identity's id_token. Swift's emulator has no Keystone: stored secret.
+    endpoint exchanges that identity's id_token. Swift: v1 auth with a stored key, or with
+    ``keystone=True`` a real Keystone and a stored application credential.
     """
     os.makedirs(workdir, exist_ok=True)
     starter = {"aws": _start_aws, "azure": _start_azure, "gcp": _start_gcp, "openstack": _start_swift}[provider]
-    return starter(workdir, identity)
+    return starter(workdir, identity, **options)
 
 
 def _start_aws(workdir: str, identity: Optional[OidcIdentity]) -> LocalCloud:
@@ -228,13 +231,20 @@ def service_account_key(project: str, name: str) -> tuple[dict, str]:
     return key, public_pem
 
 
-def _start_swift(workdir: str, identity: Optional[OidcIdentity] = None) -> LocalCloud:
-    """An all-in-one Swift cluster with tempauth: Swift's own v1 auth, a user and key kept in
-    Galaxy's vault (there is no Keystone here). The account's admin may use every container; a
-    second user only those shared with it."""
+def _start_swift(workdir: str, identity: Optional[OidcIdentity] = None, keystone: bool = False) -> LocalCloud:
+    """An all-in-one Swift cluster with Swift's own v1 auth (tempauth): a user and key kept in
+    Galaxy's vault; or, with ``keystone``, behind a real Keystone (keystone_aio.py): an application
+    credential kept in the vault, or with ``identity`` too, Keystone OIDC federation of that login.
+    The account's operator may use every container; a second user (no operator) only those shared
+    with it."""
     import swift_aio
 
-    cluster = swift_aio.start(os.path.join(workdir, "swift"))
+    if keystone:
+        import keystone_aio
+
+        cluster = keystone_aio.start(os.path.join(workdir, "keystone-swift"), identity=identity)
+    else:
+        cluster = swift_aio.start(os.path.join(workdir, "swift"))
     cloud = LocalCloud("openstack", cluster.admin(), {}, {}, stoppers=[cluster.stop])
     try:
         admin = cloud.admin
@@ -246,6 +256,16 @@ def _start_swift(workdir: str, identity: Optional[OidcIdentity] = None) -> Local
         cloud.stop()
         raise
     cloud.settings = admin.plugin_settings()
+    if keystone and identity:
+        cloud.authz_config = {"identity_provider": keystone_aio.IDP, "protocol": keystone_aio.PROTOCOL, "project_name": "galaxy"}
+        cloud.mode = "oidc_federation"
+        cloud.validations_path = cluster.validations_path
+        return cloud
+    if keystone:
+        cloud.authz_config, cloud.limited_authz_config = cluster.application_credential("alice"), cluster.application_credential("rita")
+        cloud.mode = "application_credential"
+        cloud.secrets = [config["application_credential_secret"] for config in (cloud.authz_config, cloud.limited_authz_config)]
+        return cloud
     cloud.authz_config = {"swift_user": swift_aio.ADMIN_USER, "swift_key": swift_aio.ADMIN_KEY}
     cloud.limited_authz_config = {"swift_user": swift_aio.READER_USER, "swift_key": swift_aio.READER_KEY}
     cloud.mode, cloud.secrets = "swift_v1", [swift_aio.ADMIN_KEY, swift_aio.READER_KEY]

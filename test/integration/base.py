@@ -115,6 +115,8 @@ class LocalCloudTestCase(CloudStorageTestCase):
     before Galaxy (whose config names its endpoints) and stopped after it."""
 
     provider: str = ""
+    #: more for local_clouds.start_cloud (e.g. Swift behind Keystone: {"keystone": True})
+    cloud_options: dict = {}
     cloud: LocalCloud
 
     @classmethod
@@ -125,7 +127,7 @@ class LocalCloudTestCase(CloudStorageTestCase):
     @classmethod
     def setUpClass(cls):
         cls.cloud_dir = tempfile.mkdtemp(prefix=f"gcs-{cls.provider}-")
-        cls.cloud = start_cloud(cls.provider, cls.cloud_dir, cls.cloud_identity())
+        cls.cloud = start_cloud(cls.provider, cls.cloud_dir, cls.cloud_identity(), **cls.cloud_options)
         try:
             super().setUpClass()
         except BaseException:

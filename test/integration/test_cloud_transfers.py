@@ -4,10 +4,11 @@ Galaxy with the plugin: one suite (``CloudTransferSuite``), one class per cloud,
 The authorization of each class is the one its cloud's server can check here (``LocalCloud.mode``):
 a stored key for moto, a Microsoft-style client credential exchanged for a bearer token that
 Azurite checks, a service-account key exchanged at a Google-style token endpoint, Swift's own v1
-auth. Where a credential scoped to one bucket can't tell a missing bucket from a denied one (Azure's
-container SAS and Swift's container ACLs answer 403 for both, as in production), "denied" is shown
-with such a credential and "missing" with an account-wide one. The secretless exchanges of a
-user's OIDC login have their own tests.
+auth, and a Keystone application credential for Swift behind a real Keystone. Where a credential
+scoped to one bucket can't tell a missing bucket from a denied one (Azure's container SAS and
+Swift's container ACLs answer 403 for both, as in production), "denied" is shown with such a
+credential and "missing" with an account-wide one. The secretless exchanges of a user's OIDC login
+have their own tests.
 """
 
 import hashlib
@@ -244,3 +245,10 @@ class TestGcsTransfers(CloudTransferSuite):
 
 class TestSwiftTransfers(CloudTransferSuite):
     provider = "openstack"
+
+
+class TestSwiftKeystoneTransfers(CloudTransferSuite):
+    """Swift behind a real Keystone, with application credentials (scripts/keystone_aio.py)."""
+
+    provider = "openstack"
+    cloud_options = {"keystone": True}
