@@ -22,6 +22,10 @@
 //   --rotate         OP_ROTATE          1: a refresh consumes the refresh token and answers with a
 //                                      new one (reusing a consumed one revokes the grant, as real
 //                                      providers do); 0 (default): refresh tokens stay valid
+//   --resource-server OP_RESOURCE_SERVER  ID:SECRET of a resource server (a service that receives
+//                                      Galaxy's access tokens, as Keystone does through
+//                                      mod_auth_openidc), which may introspect them (RFC 7662,
+//                                      POST /token/introspection); none by default
 //
 // It prints "OP READY <issuer>" once it listens, and one line per token grant and error.
 import { parseArgs } from 'node:util';
@@ -40,6 +44,7 @@ const { values: args } = parseArgs({
     'token-ttl': { type: 'string' },
     'refresh-ttl': { type: 'string' },
     rotate: { type: 'string' },
+    'resource-server': { type: 'string' },
   },
 });
 const env = process.env;
@@ -62,6 +67,12 @@ const redirectUris = args['redirect-uri']
 const tokenTtl = seconds('token-ttl', args['token-ttl'] ?? env.OP_TOKEN_TTL ?? '3600');
 const refreshTtl = seconds('refresh-ttl', args['refresh-ttl'] ?? env.OP_REFRESH_TTL ?? '86400');
 const rotate = (args.rotate ?? env.OP_ROTATE ?? '0') === '1';
+const resourceServer = args['resource-server'] ?? env.OP_RESOURCE_SERVER;
+const [resourceServerId, resourceServerSecret] = resourceServer ? resourceServer.split(/:(.*)/s) : [];
+if (resourceServer && !resourceServerSecret) {
+  console.error('--resource-server must be ID:SECRET');
+  process.exit(2);
+}
 
 // The claims of a login name: Galaxy makes its user from email and preferred_username.
 function claimsFor(sub) {
@@ -113,8 +124,23 @@ const configuration = {
     devInteractions: { enabled: true }, // the login and consent forms
     rpInitiatedLogout: { enabled: true },
     revocation: { enabled: true }, // POST /token/revocation: how a test ends a grant
+    // POST /token/introspection, for the resource server only (it has no grant of its own).
+    introspection: {
+      enabled: Boolean(resourceServer),
+      allowedPolicy: async (ctx, client) => client.clientId === resourceServerId,
+    },
   },
 };
+if (resourceServer) {
+  configuration.clients.push({
+    client_id: resourceServerId,
+    client_secret: resourceServerSecret,
+    redirect_uris: [],
+    grant_types: [],
+    response_types: [],
+    token_endpoint_auth_method: 'client_secret_basic',
+  });
+}
 
 // A fresh RS256 signing key on every start; the kid lets verifiers (STS, social-core) pick it.
 const { privateKey } = await generateKeyPair('RS256', { modulusLength: 2048, extractable: true });

@@ -33,6 +33,8 @@ BACKEND = "oidc"  # Galaxy's generic backend; its callback is /authnz/oidc/callb
 CLIENT_ID = "galaxy-cloud-storage"
 CLIENT_SECRET = "local-test-client-secret"  # a provider on 127.0.0.1 that forgets everything on exit
 LABEL = "Local OpenID provider"
+# A service that receives Galaxy's access tokens and may introspect them (Keystone's OIDC middleware).
+RESOURCE_SERVER_ID, RESOURCE_SERVER_SECRET = "keystone-resource-server", "local-resource-server-secret"
 HTTP_TIMEOUT = 60
 REDIRECTS = 20
 
@@ -110,6 +112,7 @@ def start(
         check_installed(), OP_SCRIPT, "--port", str(port), "--issuer", issuer_url(port),
         "--client-id", client_id, "--client-secret", client_secret, "--redirect-uri", callback_url(galaxy_url),
         "--token-ttl", str(token_ttl), "--refresh-ttl", str(refresh_ttl), "--rotate", "1" if rotate else "0",
+        "--resource-server", f"{RESOURCE_SERVER_ID}:{RESOURCE_SERVER_SECRET}",
     ]  # fmt: skip
     return localgalaxy.start(command, log_path, NODE_DIR, **start_kwargs)
 

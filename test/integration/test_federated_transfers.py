@@ -1,5 +1,5 @@
-"""get and send with secretless ``azure`` and ``gcp`` authorizations: the user's OIDC login,
-exchanged at the cloud's token endpoint, as test_s3_web_identity.py does it for AWS.
+"""get and send with secretless ``azure``, ``gcp`` and ``openstack`` authorizations: the user's
+OIDC login, exchanged at the cloud's token endpoint, as test_s3_web_identity.py does it for AWS.
 
 One suite (``FederatedTransferSuite``), one class per cloud, one Galaxy each. alice logs in through
 Galaxy's real OIDC login with a real OpenID provider on 127.0.0.1 (oidc_base.py); the cloud is
@@ -12,9 +12,13 @@ started to trust her logins at that provider (local_clouds.start_cloud with an `
 - GCP: fake-gcs-server behind gcs_auth_proxy.py (which admits only tokens the local Google STS
   issued, on the buckets granted to their principal), and google_sts_server.py with a workload
   identity pool provider trusting the issuer and audience; alice's principal may use one bucket.
+- OpenStack: Swift behind a real Keystone (keystone_aio.py) with an identity provider for the
+  issuer, protocol ``openid`` and a mapping that admits alice's logins through Galaxy's client to a
+  project. Keystone federation takes the OIDC *access* token (not the id_token): a middleware in
+  front of Keystone introspects it at the provider, as Apache's mod_auth_openidc does.
 
-Each token server writes one JSON line per exchange (never a token): that record is what the tests
-count and compare with the id_token Galaxy stored.
+Each token server (Keystone's middleware) writes one JSON line per exchange (never a token): that
+record is what the tests count and compare with the token Galaxy stored.
 """
 
 import json
@@ -31,6 +35,7 @@ import jwt
 import requests
 
 import entra_token_server
+import keystone_aio
 import oidc_provider
 from base import LocalCloudTestCase
 from galaxy_test.base.populators import DatasetPopulator
@@ -47,6 +52,7 @@ from oidc_base import (
 
 SUBJECT = "alice"  # the provider's login name is the id_token's sub
 JWT = re.compile(r"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+")
+KEYSTONE_TOKEN = re.compile(r"gAAAAA[\w=-]{80,}")  # fernet
 AZURE_ISSUER_PREFIX = "https://sts.windows.net/"
 GCS_TOKEN_PREFIX = "ya29.local-"
 
@@ -77,6 +83,8 @@ class FederatedTransferSuite(OidcLoginTestCase, FederatedCloudTestCase):
     """The tests; a subclass names its ``provider`` and reads its token endpoint's record."""
 
     authz_id: str
+    #: which of the tokens Galaxy stored for the login the cloud exchanges
+    login_token = "id_token"
 
     @classmethod
     def set_up_logins(cls):
@@ -106,8 +114,8 @@ class FederatedTransferSuite(OidcLoginTestCase, FederatedCloudTestCase):
         """What else the cloud's record says of an exchange for this authorization."""
         raise NotImplementedError
 
-    def exchange_directly(self, id_token: str) -> str:
-        """A cloud token for ``id_token``, asked for by the test itself (not through Galaxy)."""
+    def exchange_directly(self, login_token: str) -> str:
+        """A cloud token for ``login_token``, asked for by the test itself (not through Galaxy)."""
         raise NotImplementedError
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -151,13 +159,13 @@ class FederatedTransferSuite(OidcLoginTestCase, FederatedCloudTestCase):
         issued_at = jwt.decode(id_token, options={"verify_signature": False})["iat"]
         time.sleep(max(0.0, issued_at + 1 - time.time()))
 
-    def assert_exchanges_of(self, exchanges: list[Exchange], id_token: str) -> None:
-        """Each one accepted, of alice's login at this provider, the very id_token Galaxy holds."""
+    def assert_exchanges_of(self, exchanges: list[Exchange], login_token: str) -> None:
+        """Each one accepted, of alice's login at this provider, the very token Galaxy holds."""
         for exchange in exchanges:
             assert exchange.ok, exchange.record
             assert (exchange.iss, exchange.sub) == (self.issuer, SUBJECT), exchange.record
             assert oidc_provider.CLIENT_ID in exchange.aud, exchange.record
-            assert exchange.token_sha256 == sha256(id_token), exchange.record
+            assert exchange.token_sha256 == sha256(login_token), exchange.record
             self.check_exchange(exchange)
 
     # -- get and send ------------------------------------------------------------------------------
@@ -183,7 +191,7 @@ class FederatedTransferSuite(OidcLoginTestCase, FederatedCloudTestCase):
         assert len(get_exchanges) == 2 and len(exchanges) == 4, exchanges
         created = datetime.fromisoformat(job["create_time"]).replace(tzinfo=timezone.utc).timestamp()
         assert get_exchanges[0].time < created < get_exchanges[1].time, (get_exchanges, job["create_time"])
-        self.assert_exchanges_of(exchanges, self.stored_tokens(self.alice)["id_token"])
+        self.assert_exchanges_of(exchanges, self.stored_tokens(self.alice)[self.login_token])
 
     # -- the id_token's refresh ------------------------------------------------------------------
 
@@ -201,7 +209,7 @@ class FederatedTransferSuite(OidcLoginTestCase, FederatedCloudTestCase):
         exchanges = self.exchanges()[before:]
         # The cloud saw the refreshed token, both at the request and when the job ran.
         assert len(exchanges) == 2, exchanges
-        self.assert_exchanges_of(exchanges, new["id_token"])
+        self.assert_exchanges_of(exchanges, new[self.login_token])
 
     def test_revoked_grant_asks_to_log_in_again_and_creates_nothing(self):
         self.cloud.admin.put_object(self.cloud.bucket, "needs-login.txt", b"x")
@@ -253,7 +261,7 @@ class FederatedTransferSuite(OidcLoginTestCase, FederatedCloudTestCase):
             f"GET /api/cloud/authz/{self.authz_id}": self._get(f"cloud/authz/{self.authz_id}").text,
         })  # fmt: skip
         # The search above recognises the cloud's tokens by their shape: it does find a real one.
-        issued = self.exchange_directly(new["id_token"])
+        issued = self.exchange_directly(new[self.login_token])
         assert self.issued_tokens_in(f"... {issued} ..."), issued
 
 
@@ -346,3 +354,37 @@ class TestGcpFederated(FederatedTransferSuite):
 
 def _audiences(aud) -> tuple[str, ...]:
     return (aud,) if isinstance(aud, str) else tuple(aud or ())
+
+
+class TestOpenStackFederated(FederatedTransferSuite):
+    provider = "openstack"
+    cloud_options = {"keystone": True}
+    login_token = "access_token"
+
+    def exchanges(self) -> list[Exchange]:
+        path = self.cloud.validations_path  # written at the first validation
+        records = []
+        if os.path.exists(path):
+            with open(path) as fh:
+                records = [json.loads(line) for line in fh if line.strip()]
+        return [
+            Exchange(r["time"], r["outcome"] == "ok", r.get("iss") or "", r.get("sub") or "", (r.get("client_id") or "",), r["token_sha256"], r)
+            for r in records
+        ]  # fmt: skip
+
+    def check_exchange(self, exchange: Exchange) -> None:
+        # An access token issued to Galaxy's client, which the provider said was active.
+        assert exchange.record["client_id"] == oidc_provider.CLIENT_ID, exchange.record
+
+    def issued_tokens_in(self, haystack: str) -> list[str]:
+        return [f"a Keystone token ({token[:12]}...)" for token in set(KEYSTONE_TOKEN.findall(haystack))]
+
+    def exchange_directly(self, login_token: str) -> str:
+        keystone_url = self.cloud.settings["keystone_url"].rstrip("/")
+        response = requests.post(
+            f"{keystone_url}/OS-FEDERATION/identity_providers/{keystone_aio.IDP}/protocols/{keystone_aio.PROTOCOL}/auth",
+            headers={"Authorization": f"Bearer {login_token}"},
+            timeout=30,
+        )
+        assert response.status_code == 201, response.text
+        return response.headers["X-Subject-Token"]
