@@ -11,8 +11,8 @@ user, logged in through Galaxy's real login flow (the provider's login form, Gal
 Galaxy holds that login's tokens as it would for a browser; in each cloud, a bucket (container)
 that user may use, and what turns the user's login into that cloud's short-lived credentials: an IAM
 role to assume with the id_token (AWS), an app with a federated credential for the login (Azure), a
-workload identity pool provider (GCP). Swift has no Keystone here: its authorization is a user and
-key of Swift's own v1 auth, kept in Galaxy's vault.
+workload identity pool provider (GCP). The demo's Swift runs without Keystone (the tests run one:
+keystone_aio.py): its authorization is a user and key of Swift's own v1 auth, kept in Galaxy's vault.
 
 Options: ``--providers aws,azure,gcp,openstack`` picks the clouds (default: all four; also
 GALAXY_CLOUD_DEMO_PROVIDERS).
