@@ -6,9 +6,9 @@ RFC 7662 introspection), then hands the claims to the app: ``REMOTE_USER`` (``OI
 ``sub`` by default) and one variable per claim with ``OIDCClaimPrefix`` (``OIDC-``), array values
 joined with ``OIDCClaimDelimiter``: ``;`` here, as Keystone's mapping engine splits multi-valued
 assertion values on ``;`` (keystone/federation/utils.py); mod_auth_openidc's default ``,`` would
-make ``["a", "b"]`` one value ``"a,b"``. Passed as headers as well, the issuer becomes ``HTTP_OIDC_ISS``, which is what
-keystone's ``[openid] remote_id_attribute`` names. Incoming ``OIDC-*`` headers are dropped first so
-a client cannot forge claims.
+make ``["a", "b"]`` one value ``"a,b"``. Passed as headers as well, the issuer becomes
+``HTTP_OIDC_ISS``, which is what keystone's ``[openid] remote_id_attribute`` names. Incoming
+``OIDC-*`` headers are dropped first so a client cannot forge claims.
 
 ``validator`` is any callable ``token -> claims dict`` that raises on an invalid token:
 ``JwksValidator`` (RS256 JWT against a JWKS file or URL) or ``IntrospectionValidator`` (RFC 7662,
@@ -61,8 +61,10 @@ class JwksValidator:
         import jwt
 
         try:
-            return jwt.decode(token, self._key(token), algorithms=["RS256", "ES256"], audience=self.audience,
-                              issuer=self.issuer, leeway=self.leeway, options={"require": ["exp", "iss", "sub"]})
+            return jwt.decode(
+                token, self._key(token), algorithms=["RS256", "ES256"], audience=self.audience,
+                issuer=self.issuer, leeway=self.leeway, options={"require": ["exp", "iss", "sub"]},
+            )  # fmt: skip
         except jwt.PyJWTError as e:
             raise InvalidToken(str(e)) from e
 
