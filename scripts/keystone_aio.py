@@ -293,6 +293,7 @@ def main() -> None:
         "keystone": cluster.keystone_v3, "swift": cluster.swift.url, "projects": cluster.projects,
         "accounts": cluster.accounts, "started_in_s": round(time.monotonic() - started, 1),
     }, indent=1), flush=True)  # fmt: skip
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop everything on SIGTERM too
     try:
         signal.pause()
     except KeyboardInterrupt:
