@@ -360,3 +360,14 @@ def test_a_dynamic_large_object_is_replaced_with_its_segments(storage, swift_adm
     storage.upload(str(tmp_path / "new"), container, "dlo")
     assert swift_admin.list_keys(parts) == ["other/0"]
     assert swift_admin.get_object(container, "dlo") == b"new"
+
+
+def test_segments_grow_to_stay_within_the_clusters_limit(swift, swift_admin, container, tmp_path):
+    """The cluster allows 500 segments (/info); 20 MiB in 32 KiB segments would be 640."""
+    storage = storage_as(swift, segment_size=32 * 1024)
+    assert storage.max_segments() == 500
+    source = random_file(tmp_path / "many", 20 * MiB)
+    assert storage.upload(str(source), container, "many.bin") == 20 * MiB
+    assert len(swift_admin.list_keys(f"{container}_segments")) == 500
+    assert storage.download(container, "many.bin", str(tmp_path / "copy")) == 20 * MiB
+    assert file_sha256(tmp_path / "copy") == file_sha256(source)

@@ -70,7 +70,7 @@ log = logging.getLogger(__name__)
 MiB = 1024 * 1024
 SEGMENT_SIZE = 16 * MiB  # objects above this go up as an SLO of segments this size
 CONCURRENCY = 4  # segments in flight per upload: memory is CONCURRENCY socket buffers, not segments
-MAX_SEGMENTS = 1000  # Swift's default slo max_manifest_segments: larger objects get larger segments
+MAX_SEGMENTS = 1000  # Swift's default slo max_manifest_segments, where /info does not say (expose_info off)
 CHUNK_SIZE = 1 * MiB  # read and write size when streaming a download
 # swiftclient retries connection errors and 5xx, backing off 0.5, 1, 2 s: an outage is reported
 # within seconds, a hiccup is ridden out. Downloads resume where they broke off (Range requests).
@@ -113,6 +113,7 @@ class SwiftStorage(StorageBackend):
         parts = urlsplit(credentials.storage_url)
         self.endpoint = f"{parts.scheme}://{parts.netloc}"  # for messages: the storage URL names the account
         self._idle: "queue.SimpleQueue[Connection]" = queue.SimpleQueue()
+        self._max_segments: Optional[int] = None
 
     # -- connections ----------------------------------------------------------------------------
 
@@ -236,7 +237,8 @@ class SwiftStorage(StorageBackend):
             _put_checked(conn, bucket, key, fh, 0, size)
 
     def _put_large(self, path: str, size: int, bucket: str, key: str) -> None:
-        segment_size = max(self.segment_size, math.ceil(size / MAX_SEGMENTS))
+        # Swift refuses a manifest of more segments than its limit: larger objects get larger segments.
+        segment_size = max(self.segment_size, math.ceil(size / self.max_segments()))
         count = math.ceil(size / segment_size)
         segments_container = f"{bucket}_segments"
         self._ensure_segments_container(bucket, segments_container)
@@ -274,6 +276,17 @@ class SwiftStorage(StorageBackend):
         except BaseException:
             self._delete_segments(segments_container, sorted(started))
             raise
+
+    def max_segments(self) -> int:
+        """The cluster's limit on an SLO's segments, from its /info (once per backend)."""
+        if self._max_segments is None:
+            try:
+                with self._connection() as conn:
+                    limit = conn.get_capabilities().get("slo", {}).get("max_manifest_segments")
+            except (ClientException, RequestException, OSError):
+                limit = None
+            self._max_segments = int(limit) if limit else MAX_SEGMENTS
+        return self._max_segments
 
     def _segments_of(self, bucket: str, key: str) -> list[tuple[str, str]]:
         """(container, name) of the segments of the large object at ``key``, if there is one."""
