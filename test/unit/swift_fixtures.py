@@ -1,18 +1,32 @@
-"""A real Swift cluster on 127.0.0.1 (scripts/swift_aio.py) for the unit tests that need one.
+"""A real Swift cluster on 127.0.0.1 (scripts/swift_aio.py), and one behind a real Keystone
+(scripts/keystone_aio.py), for the unit tests that need them.
 
 Skips, saying how to install it, when the Swift virtualenv is missing. A test module takes the
 fixtures with ``pytest_plugins = ["swift_fixtures"]``: one cluster for the whole session.
 """
 
+import keystone_aio
 import pytest
 import swift_aio
 
 
+def _started(start, tmp_path_factory, name: str):
+    if not swift_aio.is_installed():
+        pytest.skip(f"Swift and Keystone are not installed: python scripts/swift_aio.py install (into {swift_aio.DEFAULT_VENV})")
+    return start(str(tmp_path_factory.mktemp(name)))
+
+
 @pytest.fixture(scope="session")
 def swift(tmp_path_factory):
-    if not swift_aio.is_installed():
-        pytest.skip(f"Swift is not installed: python scripts/swift_aio.py install (into {swift_aio.DEFAULT_VENV})")
-    cluster = swift_aio.start(str(tmp_path_factory.mktemp("swift")))
+    cluster = _started(swift_aio.start, tmp_path_factory, "swift")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def keystone_swift(tmp_path_factory) -> keystone_aio.Cluster:
+    """A real Keystone and a Swift cluster that trusts its tokens (keystone_aio.py)."""
+    cluster = _started(keystone_aio.start, tmp_path_factory, "keystone")
     yield cluster
     cluster.stop()
 

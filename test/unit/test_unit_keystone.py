@@ -14,7 +14,6 @@ import uuid
 
 import keystone_aio
 import pytest
-import swift_aio
 from galaxy import exceptions
 
 from galaxy_cloud_storage.authz.configs import OpenStackAuthzConfig
@@ -33,22 +32,16 @@ from galaxy_cloud_storage.providers.openstack import (
 MiB = 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    if not swift_aio.is_installed():
-        pytest.skip(f"Keystone is not installed: python scripts/swift_aio.py install (into {swift_aio.DEFAULT_VENV})")
-    running = keystone_aio.start(str(tmp_path_factory.mktemp("keystone")))
-    yield running
-    running.stop()
+pytest_plugins = ["swift_fixtures"]
 
 
 @pytest.fixture(scope="module")
-def settings(cluster) -> OpenStackSettings:
-    return OpenStackSettings(**cluster.plugin_settings())
+def settings(keystone_swift) -> OpenStackSettings:
+    return OpenStackSettings(**keystone_swift.plugin_settings())
 
 
-def app_credential(cluster, user: str, **kwargs) -> OpenStackAuthzConfig:
-    account = cluster.accounts[user]
+def app_credential(keystone_swift, user: str, **kwargs) -> OpenStackAuthzConfig:
+    account = keystone_swift.accounts[user]
     return OpenStackAuthzConfig(
         application_credential_id=account["application_credential_id"],
         application_credential_secret=account["application_credential_secret"],
@@ -89,53 +82,53 @@ def round_trip(settings, credentials, tmp_path, size: int) -> None:
 # --- application credentials (a secret in the vault) -----------------------------------------------
 
 
-def test_application_credential_reaches_its_projects_account(cluster, settings, tmp_path, caplog):
+def test_application_credential_reaches_its_projects_account(keystone_swift, settings, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
-    credentials = openstack_credentials(settings, app_credential(cluster, "alice"), no_token)
-    assert credentials.storage_url == cluster.storage_url("galaxy")  # from Keystone's catalog
+    credentials = openstack_credentials(settings, app_credential(keystone_swift, "alice"), no_token)
+    assert credentials.storage_url == keystone_swift.storage_url("galaxy")  # from Keystone's catalog
     assert credentials.expires is not None and credentials.expires.timestamp() > time.time() + 1800
     round_trip(settings, credentials, tmp_path, 3 * MiB + 17)  # an SLO, its segments in the same account
-    secret = cluster.accounts["alice"]["application_credential_secret"]
+    secret = keystone_swift.accounts["alice"]["application_credential_secret"]
     assert credentials.token not in caplog.text and secret not in caplog.text
 
 
-def test_wrong_application_credential_secret(cluster, settings):
-    config = app_credential(cluster, "alice").model_copy(update={"application_credential_secret": "not-the-secret"})
+def test_wrong_application_credential_secret(keystone_swift, settings):
+    config = app_credential(keystone_swift, "alice").model_copy(update={"application_credential_secret": "not-the-secret"})
     with pytest.raises(exceptions.ItemAccessibilityException, match="Keystone refused the application credential") as e:
         openstack_credentials(settings, config, no_token)
     assert "not-the-secret" not in str(e.value)
 
 
-def test_another_projects_token_is_denied_by_swift(cluster, settings):
-    alice = openstack_credentials(settings, app_credential(cluster, "alice"), no_token)
-    bob = openstack_credentials(settings, app_credential(cluster, "bob"), no_token)
-    assert bob.storage_url == cluster.storage_url("other")
+def test_another_projects_token_is_denied_by_swift(keystone_swift, settings):
+    alice = openstack_credentials(settings, app_credential(keystone_swift, "alice"), no_token)
+    bob = openstack_credentials(settings, app_credential(keystone_swift, "bob"), no_token)
+    assert bob.storage_url == keystone_swift.storage_url("other")
     container = new_container(alice)
     with pytest.raises(AccessDenied, match="denied"):
         SwiftStorage(settings, SwiftCredentials(alice.storage_url, bob.token), {}).check_bucket(container)
 
 
-def test_region_missing_from_the_catalog(cluster, settings):
+def test_region_missing_from_the_catalog(keystone_swift, settings):
     with pytest.raises(exceptions.ItemAccessibilityException, match="no public object-store .* in region 'Nowhere'"):
-        openstack_credentials(settings, app_credential(cluster, "alice", region="Nowhere"), no_token)
+        openstack_credentials(settings, app_credential(keystone_swift, "alice", region="Nowhere"), no_token)
 
 
 # --- OIDC federation (the user's login, no secret) ---------------------------------------------------
 
 
-def test_federation_scopes_the_login_to_the_project(cluster, settings, tmp_path, caplog):
+def test_federation_scopes_the_login_to_the_project(keystone_swift, settings, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
-    access_token = cluster.mint_access_token()
+    access_token = keystone_swift.mint_access_token()
     credentials = openstack_credentials(settings, federation(), lambda: access_token)
-    assert credentials.storage_url == cluster.storage_url("galaxy")
+    assert credentials.storage_url == keystone_swift.storage_url("galaxy")
     round_trip(settings, credentials, tmp_path, 2 * MiB)
     assert access_token not in caplog.text and credentials.token not in caplog.text
 
 
-def test_federation_by_project_id(cluster, settings):
-    config = federation(project_name=None, project_id=cluster.projects["galaxy"])
-    credentials = openstack_credentials(settings, config, lambda: cluster.mint_access_token())
-    assert credentials.storage_url == cluster.storage_url("galaxy")
+def test_federation_by_project_id(keystone_swift, settings):
+    config = federation(project_name=None, project_id=keystone_swift.projects["galaxy"])
+    credentials = openstack_credentials(settings, config, lambda: keystone_swift.mint_access_token())
+    assert credentials.storage_url == keystone_swift.storage_url("galaxy")
 
 
 @pytest.mark.parametrize(
@@ -146,18 +139,18 @@ def test_federation_by_project_id(cluster, settings):
     ],
     ids=["expired", "other-issuer"],
 )
-def test_federation_refused_login_asks_to_log_in_again(cluster, settings, claims):
+def test_federation_refused_login_asks_to_log_in_again(keystone_swift, settings, claims):
     with pytest.raises(ReauthenticationRequired, match=f"Keystone did not accept your login for identity provider '{keystone_aio.IDP}'"):
-        openstack_credentials(settings, federation(), lambda: cluster.mint_access_token(**claims))
+        openstack_credentials(settings, federation(), lambda: keystone_swift.mint_access_token(**claims))
 
 
-def test_federation_identity_the_mapping_does_not_admit(cluster, settings):
+def test_federation_identity_the_mapping_does_not_admit(keystone_swift, settings):
     """Keystone's mapping admits only members of the group ADMITTED_GROUP."""
     with pytest.raises(ReauthenticationRequired, match="mapping may not admit your identity"):
-        openstack_credentials(settings, federation(), lambda: cluster.mint_access_token(groups=["staff"]))
+        openstack_credentials(settings, federation(), lambda: keystone_swift.mint_access_token(groups=["staff"]))
 
 
-def test_federation_to_a_project_without_a_role(cluster, settings):
+def test_federation_to_a_project_without_a_role(keystone_swift, settings):
     """The login is fine, the project is not: the message says so, not "log in again"."""
     with pytest.raises(exceptions.ItemAccessibilityException, match="Keystone refused a token for project 'other'"):
-        openstack_credentials(settings, federation(project_name="other"), lambda: cluster.mint_access_token())
+        openstack_credentials(settings, federation(project_name="other"), lambda: keystone_swift.mint_access_token())
