@@ -155,11 +155,8 @@ def make_file(path: str, size: int, chunk: int = 8 * MiB) -> str:
 
 
 def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        while block := fh.read(8 * MiB):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def make_data(work: Path, loads: list[Workload], tiny: int, fingerprint) -> list[SourceObject]:
@@ -458,18 +455,22 @@ class Bench:
 
     # plugin
 
+    def timed_call(self, action: str, label: str, payload: dict) -> tuple:
+        """POST cloud/storage/<action>: its answer, when it was sent and how long the call took."""
+        t0 = time.monotonic()
+        response = self.gx.call("POST", f"cloud/storage/{action}", json=payload)
+        api_s = time.monotonic() - t0
+        if response.status_code != 200:
+            raise RuntimeError(f"{action} {label}: {response.status_code} {response.text[:500]}")
+        return response.json(), t0, api_s
+
     def plugin_get(self, keys: list[str], label: str, watch: bool = False, total_bytes: int = 0) -> dict:
         history_id = self.gx.new_history(f"bench {label}")
         watcher = JobProcessWatcher(self.galaxy_process.pid, total_bytes) if watch else None
         if watcher:
             watcher.start()
         payload = {"history_id": history_id, "authz_id": self.authz_id, "bucket": self.bucket, "objects": keys}
-        t0 = time.monotonic()
-        response = self.gx.call("POST", "cloud/storage/get", json=payload)
-        api_s = time.monotonic() - t0
-        if response.status_code != 200:
-            raise RuntimeError(f"get {label}: {response.status_code} {response.text[:500]}")
-        summaries = response.json()
+        summaries, t0, api_s = self.timed_call("get", label, payload)
         job_id = summaries[0]["job_id"]
         states = self.gx.wait_job(job_id, t0)
         datasets = self.gx.wait_datasets(history_id, len(keys))
@@ -498,12 +499,7 @@ class Bench:
         watcher = JobProcessWatcher(self.galaxy_process.pid)
         watcher.start()
         payload = {"history_id": history_id, "authz_id": self.authz_id, "bucket": self.bucket, "dataset_ids": dataset_ids}
-        t0 = time.monotonic()
-        response = self.gx.call("POST", "cloud/storage/send", json=payload)
-        api_s = time.monotonic() - t0
-        if response.status_code != 200:
-            raise RuntimeError(f"send {label}: {response.status_code} {response.text[:500]}")
-        body = response.json()
+        body, t0, api_s = self.timed_call("send", label, payload)
         if body["failed_dataset_labels"]:
             raise RuntimeError(f"send {label} refused some datasets: {body['failed_dataset_labels']}")
         labels = [json.loads(item) for item in body["sent_dataset_labels"]]

@@ -105,11 +105,8 @@ class Reference:
 
 
 def md5_hex(path: str) -> str:
-    digest = hashlib.md5()
     with open(path, "rb") as fh:
-        while block := fh.read(8 * MiB):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "md5").hexdigest()
 
 
 def rclone_base_env(work: Path) -> dict:

@@ -40,6 +40,7 @@ from dataclasses import (
 )
 
 import localgalaxy
+import requests
 import storage_servers
 import swift_aio
 
@@ -168,7 +169,8 @@ def start(directory: str, venv: str = swift_aio.DEFAULT_VENV, timeout: float = 9
     process = localgalaxy.start(command, os.path.join(keystone_dir, "keystone.log"), keystone_dir, env)
     swift = None
     try:
-        storage_servers.wait_until(lambda: _answers(f"{url}/v3"), process, "Keystone", timeout)
+        # (connection errors count as "not yet")
+        storage_servers.wait_until(lambda: requests.get(f"{url}/v3", timeout=2).ok, process, "Keystone", timeout)
         cluster = Cluster(url, None, process, keystone_dir)
         _provision(cluster, f"http://127.0.0.1:{swift_port}", identity)
         swift = swift_aio.start(
@@ -214,15 +216,6 @@ def _mapping_rules(identity) -> list[dict]:
             {"type": "OIDC-client_id", "any_one_of": [identity.audience]},
         ],
     }]  # fmt: skip
-
-
-def _answers(url: str) -> bool:
-    import requests
-
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 def _write_signing_key(directory: str) -> None:

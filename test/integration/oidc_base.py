@@ -30,10 +30,15 @@ from galaxy.model import UserAuthnzToken
 
 import localgalaxy
 import oidc_provider
-from base import CloudStorageTestCase
+from base import (
+    CloudStorageTestCase,
+    LocalCloudTestCase,
+)
+from local_clouds import OidcIdentity
 
 PORT_VARIABLES = ("GALAXY_TEST_HOST", "GALAXY_TEST_PORT", "GALAXY_TEST_PORT_RANDOM")
 OIDC_TOKENS = ("id_token", "access_token", "refresh_token")
+SUBJECT = "alice"  # the provider's login name is the id_token's sub
 GALAXY_OIDC_TABLES = ("oidc_user_authnz_tokens",)  # Galaxy's own storage of the login's tokens
 
 
@@ -256,3 +261,12 @@ class OidcLoginTestCase(CloudStorageTestCase):
         self.assert_absent(secrets, self._get("cloud/authz").text, "GET /api/cloud/authz")
         for what, text in api_answers.items():
             self.assert_absent(secrets, text, what)
+
+
+class FederatedCloudTestCase(LocalCloudTestCase):
+    """``provider``'s local cloud, trusting the logins of ``cls.issuer`` (which OidcLoginTestCase,
+    the base before this one, sets before this ``setUpClass`` runs) for SUBJECT."""
+
+    @classmethod
+    def cloud_identity(cls) -> OidcIdentity:
+        return OidcIdentity(issuer=cls.issuer, audience=oidc_provider.CLIENT_ID, subject=SUBJECT)

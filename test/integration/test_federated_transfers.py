@@ -37,20 +37,19 @@ import requests
 import entra_token_server
 import keystone_aio
 import oidc_provider
-from base import LocalCloudTestCase
 from galaxy_test.base.populators import DatasetPopulator
 from local_clouds import (
     GCP_AUDIENCE,
     GCP_POOL,
-    OidcIdentity,
 )
 from oidc_base import (
     OIDC_TOKENS,
+    SUBJECT,
+    FederatedCloudTestCase,
     OidcLoginTestCase,
     sha256,
 )
 
-SUBJECT = "alice"  # the provider's login name is the id_token's sub
 JWT = re.compile(r"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+")
 KEYSTONE_TOKEN = re.compile(r"gAAAAA[\w=-]{80,}")  # fernet
 AZURE_ISSUER_PREFIX = "https://sts.windows.net/"
@@ -68,15 +67,6 @@ class Exchange:
     aud: tuple[str, ...]
     token_sha256: str  # of the client assertion (Azure) or subject token (GCP)
     record: dict
-
-
-class FederatedCloudTestCase(LocalCloudTestCase):
-    """``provider``'s local cloud, trusting the logins of ``cls.issuer`` (which OidcLoginTestCase,
-    the base before this one, sets before this ``setUpClass`` runs) for SUBJECT only."""
-
-    @classmethod
-    def cloud_identity(cls) -> OidcIdentity:
-        return OidcIdentity(issuer=cls.issuer, audience=oidc_provider.CLIENT_ID, subject=SUBJECT)
 
 
 class FederatedTransferSuite(OidcLoginTestCase, FederatedCloudTestCase):

@@ -10,6 +10,7 @@ allowed to use one bucket only. One Galaxy for the whole class.
 """
 
 import json
+import os
 import time
 from datetime import (
     datetime,
@@ -21,30 +22,32 @@ import jwt
 
 import moto_aws
 import oidc_provider
+from galaxy_test.base.populators import DatasetPopulator
+from local_clouds import (
+    BUCKET,
+    OTHER_BUCKET,
+)
 from oidc_base import (
     OIDC_TOKENS,
+    FederatedCloudTestCase,
     OidcLoginTestCase,
     OidcUser,
     sha256,
-)
-from s3_base import (
-    BUCKET,
-    OTHER_BUCKET,
-    S3TestCase,
 )
 
 TOKEN_TTL = 1800  # the authorization's token_ttl, which is STS's DurationSeconds
 
 
-class TestS3WebIdentity(OidcLoginTestCase, S3TestCase):
-    plugin_config = {"providers": {}}
-    aws_settings: dict = {}  # secretless modes only: no stored secrets
+class TestS3WebIdentity(OidcLoginTestCase, FederatedCloudTestCase):
+    provider = "aws"  # secretless modes only: no stored secrets
 
-    # -- one Galaxy, one provider (oidc_base), moto (s3_base), two users ----------------------------
+    # -- one Galaxy, one provider (oidc_base), moto (local_clouds: a role trusting the provider), two users
 
     @classmethod
     def set_up_logins(cls):
-        cls.role_arn = cls.aws.create_web_identity_role("galaxy-lab-data", BUCKET, cls.issuer, oidc_provider.CLIENT_ID)
+        cls.role_arn = cls.cloud.authz_config["role_arn"]
+        cls.aws, cls.moto_url = cls.cloud.admin, cls.cloud.settings["s3_endpoint_url"]
+        cls.web_identity_log = os.path.join(cls.cloud_dir, "web_identity.jsonl")  # moto_aws.web_identity_calls
         super().set_up_logins()
         cls.authz_id = cls.create_authz(cls.alice)
 
@@ -61,9 +64,19 @@ class TestS3WebIdentity(OidcLoginTestCase, S3TestCase):
 
     def setUp(self):
         super().setUp()
+        self.dataset_populator = DatasetPopulator(self.galaxy_interactor)
         self.history_id = self.dataset_populator.new_history()
 
     # -- helpers -----------------------------------------------------------------------------------
+
+    def put_object(self, key: str, body: bytes, bucket: str = BUCKET) -> None:
+        self.aws.put_object(bucket, key, body)
+
+    def read_object(self, key: str, bucket: str = BUCKET) -> bytes:
+        return self.aws.get_object(bucket, key)
+
+    def object_keys(self, bucket: str = BUCKET) -> list[str]:
+        return self.aws.list_keys(bucket)
 
     def cloud_get(self, objects, bucket=BUCKET, history_id=None, authz_id=None):
         payload = {"history_id": history_id or self.history_id, "authz_id": authz_id or self.authz_id, "bucket": bucket, "objects": objects}
