@@ -16,6 +16,7 @@ import json
 import os
 
 from base import LocalCloudTestCase
+from galaxy_cloud_storage.providers import name_rules
 from galaxy_test.base.populators import DatasetPopulator
 
 MiB = 1024 * 1024
@@ -188,6 +189,43 @@ class CloudTransferSuite(LocalCloudTestCase):
         assert denied.status_code == 403, denied.text
         missing = self.cloud_send(bucket="galaxy-lab-data-missing")
         assert missing.status_code == 404, missing.text
+
+    # -- names -----------------------------------------------------------------------------------
+
+    def test_hostile_names_reach_exactly_the_object_named_or_are_refused(self):
+        """Invariant 10: a key with dot segments is the object of that name (S3, GCS) or a 400
+        saying why (Azure, Swift: HTTP would resolve it to another object); names no cloud holds
+        are 400s, never 502s."""
+        rules = name_rules(self.provider)
+        self.put_object("peaks/rep1.bed", b"the object next door\n")
+        named = self.dataset_populator.new_dataset(self.history_id, content="sent under a dotted name\n", name="y/../sent.txt", wait=True)
+        before_history, before_jobs = self.history_size(self.history_id), self.job_count()
+        for bucket in (".", "..", "a\x00b"):
+            response = self.cloud_get(["peaks/rep1.bed"], bucket=bucket)
+            assert response.status_code == 400 and "bucket" in response.json()["err_msg"], response.text
+        for key in ("nul\x00key", "line\nbreak"):
+            response = self.cloud_get([key])
+            assert response.status_code == 400 and "control character" in response.json()["err_msg"], response.text
+        dotted = "x/../peaks/rep1.bed"
+        if not rules.dot_segments_allowed:
+            response = self.cloud_get([dotted])
+            assert response.status_code == 400 and "'.' or '..' path segment" in response.json()["err_msg"], response.text
+            assert self.history_size(self.history_id) == before_history and self.job_count() == before_jobs
+            body = self.cloud_send(dataset_ids=[named["id"]]).json()
+            assert body["sent_dataset_labels"] == []
+            assert "'.' or '..' path segment" in json.loads(body["failed_dataset_labels"][0])["error"]
+            assert "sent.txt" not in self.admin.list_keys(self.cloud.bucket)
+            return
+        self.put_object(dotted, b"the object of that very name\n")
+        summaries = self.cloud_get([dotted]).json()
+        assert self.wait_for_job(summaries[0]["job_id"])["state"] == "ok"
+        assert self.dataset_bytes(summaries[0]["id"]) == b"the object of that very name\n"
+        body = self.cloud_send(dataset_ids=[named["id"]]).json()
+        label = json.loads(body["sent_dataset_labels"][0])
+        assert label["object"] == "y/../sent.txt"
+        assert self.wait_for_job(label["job_id"])["state"] == "ok"
+        assert self.read_object("y/../sent.txt") == b"sent under a dotted name\n"
+        assert "sent.txt" not in self.admin.list_keys(self.cloud.bucket)
 
     # -- both ways, large ------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from .base import StorageBackend
+from .names import NameRules
 
 # Loggers that at DEBUG write request/response bodies, headers or URLs: an STS call's web identity
 # token, temporary secrets, an Azure SAS in a query string, a Keystone token.
@@ -46,18 +47,27 @@ BACKENDS = {
 }
 
 
+def _backend_module(provider: str):
+    if provider not in BACKENDS:
+        raise NotImplementedError(f"no storage backend for provider '{provider}'")
+    # Imported on use: each cloud's SDK costs an import only where that cloud is used.
+    return importlib.import_module(f"{__name__}.{BACKENDS[provider][0]}")
+
+
+def name_rules(provider: str) -> NameRules:
+    """The naming rules of ``provider``'s buckets and keys (providers.names)."""
+    return getattr(_backend_module(provider), BACKENDS[provider][1]).names
+
+
 def storage_backend(provider: str, settings: dict, config: dict, credentials: Any) -> StorageBackend:
     """The backend for ``provider`` at the admin's endpoints (``settings``) with the user's
     short-lived ``credentials`` (an object, or its JSON form inside a job); ``config`` is the
     authorization record's public part (region, storage account, project, ...)."""
     quiet_sdk_debug_logging()
-    if provider not in BACKENDS:
-        raise NotImplementedError(f"no storage backend for provider '{provider}'")
-    # Imported on use: each cloud's SDK costs an import only where that cloud is used.
     from .. import config as admin_config
 
-    module_name, backend_name, credentials_name, settings_name = BACKENDS[provider]
-    module = importlib.import_module(f"{__name__}.{module_name}")
+    module = _backend_module(provider)
+    _, backend_name, credentials_name, settings_name = BACKENDS[provider]
     if isinstance(credentials, dict):
         credentials = getattr(module, credentials_name).from_json(credentials)
     settings_model = getattr(admin_config, settings_name)(**settings)

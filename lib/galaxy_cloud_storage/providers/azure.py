@@ -59,6 +59,7 @@ from cloudbridge.providers.azure.azure_client import AzureClient
 from cloudbridge.providers.azure.provider import AzureCloudProvider
 
 from ..config import AzureSettings
+from .names import AzureNameRules
 from .base import (
     AccessDenied,
     BucketNotFound,
@@ -193,6 +194,8 @@ def cloudbridge_provider(config: dict) -> _AccountUrlAzureProvider:
 
 
 class AzureStorage(StorageBackend):
+    names = AzureNameRules()
+
     def __init__(
         self,
         settings: AzureSettings,

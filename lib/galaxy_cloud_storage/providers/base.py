@@ -15,6 +15,8 @@ from typing import (
     Optional,
 )
 
+from .names import NameRules
+
 log = logging.getLogger(__name__)
 
 STAT_WORKERS = 16  # parallel HEAD requests for stat_many
@@ -73,6 +75,9 @@ class ObjectInfo:
 
 class StorageBackend(abc.ABC):
     """One cloud account, reached with one user's short-lived credentials at admin-set endpoints."""
+
+    #: the cloud's rules for bucket and object names (invariant 10)
+    names: NameRules
 
     @abc.abstractmethod
     def check_bucket(self, bucket: str) -> None:

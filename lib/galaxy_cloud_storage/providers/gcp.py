@@ -41,6 +41,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 from google.oauth2.credentials import Credentials as AccessTokenCredentials
 
 from ..config import GcpSettings
+from .names import GcsNameRules
 from .base import (
     AccessDenied,
     BucketNotFound,
@@ -94,6 +95,8 @@ def authorized_session(credentials: GcpCredentials, verify) -> AuthorizedSession
 
 
 class GcsStorage(StorageBackend):
+    names = GcsNameRules()
+
     def __init__(
         self,
         settings: GcpSettings,
@@ -248,8 +251,10 @@ class GcsStorage(StorageBackend):
             return AccessDenied(f"Access to {what} denied: the authorization's Google Cloud credentials are not usable; authorize again")
         if isinstance(error, OSError):
             return StorageError(f"Could not {action} {what}: {error.strerror or error}")
-        if isinstance(error, ValueError):  # the file changed size while being sent
+        if isinstance(error, ValueError) and action == "upload":  # the file got shorter while being sent
             return StorageError(f"Could not {action} {what}: the file changed while it was being sent")
+        if isinstance(error, ValueError):
+            return StorageError(f"Could not {action} {what}: {error}")
         return None
 
     def _bucket_exists(self, bucket: str) -> bool:

@@ -53,6 +53,7 @@ from swiftclient.exceptions import ClientException
 from swiftclient.utils import LengthWrapper
 
 from ..config import OpenStackSettings
+from .names import SwiftNameRules
 from .base import (
     AccessDenied,
     BucketNotFound,
@@ -92,6 +93,9 @@ class SwiftCredentials(JsonCredentials):
 class SwiftStorage(StorageBackend):
     """Swift with one user's token. A "bucket" is a container; its segments go in
     ``<container>_segments``, which users need write access to for objects above SEGMENT_SIZE."""
+
+    names = SwiftNameRules()
+
 
     def __init__(
         self,

@@ -1,0 +1,165 @@
+"""Each cloud's naming rules (providers.names), at their edges: invariant 10's first half.
+
+The second half, that a name which passes reaches exactly that object on the real servers, is in
+the transfer suite (test_cloud_transfers.py) and the backend tests.
+"""
+
+import pytest
+
+from galaxy_cloud_storage.providers.names import (
+    AzureNameRules,
+    GcsNameRules,
+    InvalidName,
+    S3NameRules,
+    SwiftNameRules,
+)
+
+S3, GCS, AZURE, SWIFT = S3NameRules(), GcsNameRules(), AzureNameRules(), SwiftNameRules()
+ALL = [S3, GCS, AZURE, SWIFT]
+
+
+def refused(rules, bucket: str) -> str:
+    with pytest.raises(InvalidName) as e:
+        rules.check_bucket(bucket)
+    return str(e.value)
+
+
+# -- buckets and containers ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rules", [S3, GCS, AZURE])
+def test_dns_style_names_are_3_to_63_characters(rules):
+    rules.check_bucket("abc")
+    rules.check_bucket("a" * 63)
+    assert "3 to 63" in refused(rules, "ab")
+    assert "3 to 63" in refused(rules, "a" * 64)
+
+
+@pytest.mark.parametrize("rules", ALL)
+@pytest.mark.parametrize("name", [".", ".."])
+def test_dot_and_dot_dot_are_never_buckets(rules, name):
+    refused(rules, name)
+
+
+@pytest.mark.parametrize("rules", [S3, GCS, AZURE])
+@pytest.mark.parametrize("name", ["a?b", "a#bc", "a%bc", "a\\bc", "a/bc", "UPPER", "r\u00e9sum\u00e9", "a b c", "a\x00bc"])
+def test_characters_outside_the_rules(rules, name):
+    assert "may hold only" in refused(rules, name)
+
+
+def test_s3_bucket_edges():
+    for good in ("my.lab.data", "lab-data-2026", "a-b", "123"):
+        S3.check_bucket(good)
+    assert "ARN" in refused(S3, "arn:aws:s3:us-west-2:123456789012:accesspoint/reports")
+    assert "ARN" in refused(S3, "arn:aws:s3-object-lambda:us-east-1:123456789012:accesspoint/x")
+    assert "IP address" in refused(S3, "192.168.5.4")
+    assert "two periods" in refused(S3, "my..bucket")
+    assert "next to a hyphen" in refused(S3, "my.-bucket")
+    assert "begin and end" in refused(S3, "-bucket")
+    assert "begin and end" in refused(S3, "bucket.")
+    assert "xn--" in refused(S3, "xn--bucket")
+    assert "-s3alias" in refused(S3, "reports-abc123-s3alias")
+    assert "--ol-s3" in refused(S3, "reports--ol-s3")
+    assert "may hold only" in refused(S3, "ab_c")
+
+
+def test_gcs_bucket_edges():
+    for good in ("lab_data", "lab-data", "a.b.c", "x" * 63 + "." + "y" * 63):
+        GCS.check_bucket(good)
+    assert "at most 63" in refused(GCS, "x" * 64 + ".y")
+    assert "3 to 222" in refused(GCS, ".".join(["x" * 60] * 4))
+    assert "goog" in refused(GCS, "goog-data")
+    assert "google" in refused(GCS, "my-google-data")
+    assert "google" in refused(GCS, "my-g00gle-data")
+    assert "IP address" in refused(GCS, "10.0.0.1")
+    assert "begin and end" in refused(GCS, "_lab")
+
+
+def test_azure_container_edges():
+    for good in ("lab-data", "a1b", "$root", "$web"):
+        AZURE.check_bucket(good)
+    assert "two hyphens" in refused(AZURE, "lab--data")
+    assert "begin and end" in refused(AZURE, "-lab")
+    assert "may hold only" in refused(AZURE, "lab.data")
+    assert "may hold only" in refused(AZURE, "lab_data")
+    assert "may hold only" in refused(AZURE, "$logs-x")
+
+
+def test_swift_container_edges():
+    for good in ("Lab Data", "lab.data", "r\u00e9sum\u00e9", "a?b#c", "x" * 256):
+        SWIFT.check_bucket(good)
+    assert "256 bytes" in refused(SWIFT, "x" * 257)
+    assert "256 bytes" in refused(SWIFT, "\u00e9" * 129)  # 258 bytes in UTF-8
+    assert "'/'" in refused(SWIFT, "a/b")
+    assert "control character" in refused(SWIFT, "a\x00b")
+    assert "empty" in refused(SWIFT, "")
+
+
+@pytest.mark.parametrize("rules", ALL)
+def test_a_lone_surrogate_is_no_name(rules):
+    assert "Unicode" in refused(rules, "ab\ud800c")
+    assert "Unicode" in rules.key_problem("a\udfffb")
+
+
+# -- keys --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rules", ALL)
+def test_the_longest_key_is_1024_bytes_of_utf8(rules):
+    assert rules.key_problem("k" * 1024) is None
+    assert "1024 bytes" in rules.key_problem("k" * 1025)
+    assert rules.key_problem("\u00e9" * 512) is None  # 1024 bytes
+    assert "1024 bytes" in rules.key_problem("\u00e9" * 513)
+    assert "1024 bytes" in rules.key_problem("\U0001f9ec" * 257)  # 4 bytes each
+
+
+@pytest.mark.parametrize("rules", ALL)
+@pytest.mark.parametrize("key", ["a\x00b", "line\nbreak", "tab\there", "del\x7f", "c1\x85"])
+def test_control_characters_are_refused_everywhere(rules, key):
+    assert "control character" in rules.key_problem(key)
+
+
+@pytest.mark.parametrize("rules", ALL)
+@pytest.mark.parametrize("key", ["peaks/rep1.bed", "with space.txt", "unicod\u00e9/r\u00e9sum\u00e9.tsv", "a?b#c%d", "x" * 1024])
+def test_ordinary_keys_pass_everywhere(rules, key):
+    assert rules.key_problem(key) is None
+
+
+@pytest.mark.parametrize("rules", ALL)
+def test_an_empty_key_is_refused(rules):
+    assert "empty" in rules.key_problem("")
+
+
+@pytest.mark.parametrize("key", ["x/../rep1.bed", "../other/k", "./a", "a/./b", "a/..", ".."])
+def test_dot_segments_are_refused_where_http_would_resolve_them(key):
+    for rules in (AZURE, SWIFT):
+        assert "'.' or '..' path segment" in rules.key_problem(key)
+    assert S3.key_problem(key) is None  # S3 holds such keys, and botocore sends them as they are
+
+
+def test_gcs_keys():
+    assert GCS.key_problem("x/../rep1.bed") is None  # the whole name is one encoded path segment
+    assert GCS.key_problem("../escape.txt") is None
+    for key in (".", ".."):
+        assert "not object names" in GCS.key_problem(key)
+    assert "reserved" in GCS.key_problem(".well-known/acme-challenge/token")
+
+
+def test_azure_keys():
+    assert "end with a period" in AZURE.key_problem("results.")
+    assert "end with a period" in AZURE.key_problem("run1./reads.fq")
+    assert "end with '/'" in AZURE.key_problem("folder/")
+    assert "254 path segments" in AZURE.key_problem("/".join(["a"] * 255))
+    assert AZURE.key_problem("/".join(["a"] * 254)) is None
+    assert AZURE.key_problem(".hidden") is None  # a leading period is fine
+
+
+def test_s3_keys_may_be_what_s3_holds():
+    for key in ("../escape.txt", "/leading-slash.txt", "folder/", "a//b", "trailing."):
+        assert S3.key_problem(key) is None
+
+
+def test_messages_name_the_cloud_and_do_not_echo_control_characters():
+    message = AZURE.key_problem("x\x00y")
+    assert "Azure Blob Storage" in message and "\x00" not in message and "\\x00" in message
+    assert refused(S3, "x" * 500).count("x") < 100  # a long name is shortened in the message
