@@ -83,7 +83,9 @@ class AwsAuthzConfig(ProviderAuthzConfig):
         ]
     ] = Field(None, description="IAM role the user's OIDC identity may assume, e.g. arn:aws:iam::123456789012:role/galaxy")
     token_ttl: int = Field(3600, ge=900, le=43200, description="Lifetime of the temporary credentials (seconds).")
-    region: Optional[Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")]] = None
+    region: Optional[Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")]] = Field(
+        None, description="The bucket's AWS region, in the admin's partition (default: the admin's region)."
+    )
     access_key_id: Optional[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/=_-]{3,128}$")]] = Field(
         None, description="Static key id for an S3-compatible store (stored-secret mode)."
     )

@@ -201,7 +201,13 @@ class CloudAuthzManager:
         return provider_config
 
     def _check_endpoints(self, provider: str, provider_config: ProviderAuthzConfig) -> None:
-        # Invariant 4: a user may name an endpoint only to repeat the admin's.
+        # Invariant 4: a user may name an endpoint only to repeat the admin's, and a region only
+        # where it cannot move the requests out of the admin's AWS partition.
+        if provider == "aws":
+            from ..providers.aws import region_problem
+
+            if problem := region_problem(self.config.providers.aws, getattr(provider_config, "region", None)):
+                raise exceptions.RequestParameterInvalidException(f"config.region: {problem}.")
         auth_url = getattr(provider_config, "auth_url", None)
         if auth_url is not None:
             allowed = str(self.config.providers.openstack.keystone_url)

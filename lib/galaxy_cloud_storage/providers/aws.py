@@ -11,6 +11,7 @@ user's keys), and its __init__ builds every service with a boto3 EC2 resource (a
 request, a sixth of what a get request may take, for APIs the plugin never calls).
 """
 
+import functools
 import logging
 import os
 import threading
@@ -42,6 +43,7 @@ from botocore.exceptions import (
 )
 
 from ..config import AwsSettings
+from .names import S3NameRules
 from .base import (
     AccessDenied,
     BucketNotFound,
@@ -112,7 +114,34 @@ def _isolated_botocore_session() -> botocore.session.Session:
     return session
 
 
+@functools.cache
+def partition_regions(region: str) -> tuple[str, ...]:
+    """The S3 regions of ``region``'s AWS partition (commercial, China, GovCloud, ...), from
+    botocore's endpoint data; empty for a region botocore does not know."""
+    session = _isolated_botocore_session()
+    try:
+        partition = session.get_partition_for_region(region)
+    except Exception:  # botocore raises UnknownRegionError, or ValueError for odd names
+        return ()
+    return tuple(session.get_available_regions("s3", partition_name=partition))
+
+
+def region_problem(settings: AwsSettings, region: Optional[str]) -> Optional[str]:
+    """Invariant 4: a record's region picks S3's host where the admin set no endpoint, so it must be
+    a region of the admin's own partition (the admin's region's), never another partition's or an
+    unknown one."""
+    admin_region = settings.s3_region or DEFAULT_REGION
+    if region is None or region == admin_region:
+        return None
+    allowed = partition_regions(admin_region)
+    if region not in allowed:
+        return f"'{region}' is not a region of this Galaxy's AWS partition (its region is {admin_region})"
+    return None
+
+
 class AwsStorage(StorageBackend):
+    names = S3NameRules()
+
     def __init__(
         self,
         settings: AwsSettings,
@@ -127,6 +156,8 @@ class AwsStorage(StorageBackend):
             raise MissingCredentials("No AWS access key and secret for this authorization; authorize again.")
         # Invariant 4: the endpoint is the admin's (None: AWS itself), never the user's.
         self.endpoint_url = str(settings.s3_endpoint_url).rstrip("/") if settings.s3_endpoint_url else None
+        if problem := region_problem(settings, (config or {}).get("region")):
+            raise AccessDenied(f"{problem}; update the authorization's region")
         self.region = (config or {}).get("region") or settings.s3_region or DEFAULT_REGION
         self.session = boto3.session.Session(
             botocore_session=_isolated_botocore_session(),
@@ -144,8 +175,15 @@ class AwsStorage(StorageBackend):
             connect_timeout=10,
             # Several objects may move at once through this client, each CONCURRENCY parts at a time.
             max_pool_connections=8 * CONCURRENCY,
-            # S3-compatible servers rarely have wildcard DNS for virtual-hosted buckets.
-            s3={"addressing_style": "path"} if self.endpoint_url else None,
+            s3={
+                # S3-compatible servers rarely have wildcard DNS for virtual-hosted buckets.
+                "addressing_style": "path" if self.endpoint_url else "auto",
+                # Invariant 4: a bucket named by an ARN (refused by S3NameRules before any call) must
+                # not pick the host or region either, should one get this far.
+                "use_arn_region": False,
+                "s3_disable_multiregion_access_points": True,
+                "use_accelerate_endpoint": False,
+            },
         )
         self.client = self.session.client(
             "s3", region_name=self.region, endpoint_url=self.endpoint_url, config=client_config
