@@ -5,10 +5,16 @@ The handler may be a separate Galaxy process where the plugin's routes are not m
 everything here is built from Galaxy's app alone.
 """
 
+import glob
 import json
 import logging
+import os
+import tempfile
+
+from sqlalchemy import event
 
 from galaxy import exceptions
+from galaxy.model import Job
 from .authz.delegation import CredentialBroker
 from .authz.manager import CloudAuthzManager
 from .config import (
@@ -22,16 +28,42 @@ from .model import (
 
 log = logging.getLogger(__name__)
 
+GET_TOOL_ID = "cloud_storage_get"
+SEND_TOOL_ID = "cloud_storage_send"
+TRANSFER_TOOL_IDS = (GET_TOOL_ID, SEND_TOOL_ID)
+CREDENTIALS_PREFIX = "cloud-credentials-"
+# Every state a job reaches once its tool has run or will not run any more.
+ENDED_STATES = {
+    Job.states.OK,
+    Job.states.ERROR,
+    Job.states.FAILED,
+    Job.states.PAUSED,
+    Job.states.DELETING,
+    Job.states.DELETED,
+    Job.states.STOPPING,
+    Job.states.STOPPED,
+    Job.states.SKIPPED,
+}
+_watching_job_states = False
+
 
 def credential_broker(app) -> CredentialBroker:
     config = load_config(config_file_path(app.config))
     return CredentialBroker(app, config, CloudAuthzManager(config, app.vault))
 
 
-def credentials_file(app_wrapper, user_wrapper, authz_id) -> str:
-    """The job's credentials, as JSON: a delegation, or ``{"error": message}`` that the job reports
-    on its datasets (a template that raised would hide the reason from the user)."""
+def credentials_file(app_wrapper, user_wrapper, authz_id, job_directory) -> str:
+    """Mint the job's credentials and write them, as JSON (a delegation, or ``{"error": message}``
+    that the job reports on its datasets: a template that raised would hide the reason from the
+    user), into a file of their own in the job's ``configs/``, readable by Galaxy's user alone.
+    Returns that file's name, which is all the job's ``credentials`` config file holds: Galaxy
+    makes its config files world-readable (ToolEvaluator._write_workdir_file)."""
     app, user = app_wrapper.obj, user_wrapper.obj
+    forget_credentials_of_ended_jobs(app)
+    return write_private_file(os.path.join(str(job_directory), "configs"), _minted(app, user, authz_id))
+
+
+def _minted(app, user, authz_id) -> str:
     session = app.model.session
     try:
         authz = session.get(CloudAuthz, int(str(authz_id)))
@@ -46,6 +78,60 @@ def credentials_file(app_wrapper, user_wrapper, authz_id) -> str:
     except Exception:
         log.exception("Minting cloud credentials for a transfer job failed")
         return json.dumps({"error": "Galaxy could not obtain cloud credentials (an unexpected error; see Galaxy's log)."})
+
+
+def write_private_file(directory: str, text: str) -> str:
+    """Write ``text`` to a new file in ``directory`` that only this user may read, whatever the
+    umask (mkstemp creates it 0600, before a byte is in it); returns the file's name."""
+    fd, path = tempfile.mkstemp(dir=directory, prefix=CREDENTIALS_PREFIX, suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return os.path.basename(path)
+
+
+def credentials_files(job_directory: str) -> list[str]:
+    """The credentials files in a job directory: in ``configs/`` and in Galaxy's copy of it,
+    ``_configs/``, which the job script makes before the tool runs (to restore it for a rerun)."""
+    return [
+        path
+        for configs in ("configs", "_configs")
+        for path in glob.glob(os.path.join(job_directory, configs, f"{CREDENTIALS_PREFIX}*"))
+    ]
+
+
+def remove_credentials(app, job: Job) -> None:
+    """Remove a job's credentials files, if its directory still holds any."""
+    try:
+        job_directory = app.object_store.get_filename(job, base_dir="job_work", dir_only=True, obj_dir=True)
+    except Exception:  # no such directory (cleaned up, or never made): nothing to remove
+        return
+    for path in credentials_files(job_directory):
+        try:
+            os.unlink(path)
+            log.info("Removed the cloud credentials of job %s, which ended %s", job.id, job.state)
+        except FileNotFoundError:
+            pass
+
+
+def forget_credentials_of_ended_jobs(app) -> None:
+    """Remove a transfer job's credentials as soon as it ends in any way, in this process.
+
+    The job deletes them as its first step, but a job that fails or is deleted before its tool
+    runs (a runner error, a deleted job waiting in a batch queue) never takes that step, and Galaxy
+    keeps failed job directories by default. Galaxy has no hook for a tool's job ending, so this
+    listens for Job.state changes (SQLAlchemy's attribute events) in the processes that change it:
+    the job handler (installed when it prepares the first transfer job) and the web process
+    (where a user deletes a job)."""
+    global _watching_job_states
+    if _watching_job_states:
+        return
+    _watching_job_states = True
+
+    def on_state_change(job: Job, state, _previous, _initiator) -> None:
+        if job.tool_id in TRANSFER_TOOL_IDS and state in ENDED_STATES:
+            remove_credentials(app, job)
+
+    event.listen(Job.state, "set", on_state_change)
 
 
 def _matched(names: list, datasets: list) -> list:

@@ -3,7 +3,14 @@ credentials, move the objects, fail loudly naming each failed object; then tell 
 datatypes."""
 
 import json
+import os
+import stat
+import subprocess
 
+from galaxy_cloud_storage.jobs import (
+    credentials_files,
+    write_private_file,
+)
 from galaxy_cloud_storage.transfer import datatypes
 from galaxy_cloud_storage.transfer.datatypes import GALAXY_JSON
 from galaxy_cloud_storage.transfer.job import (
@@ -14,8 +21,17 @@ from galaxy_cloud_storage.transfer.job import (
 BUCKET = "job-bucket"
 
 
+def write_credentials(configs, delegation: dict) -> str:
+    """As the handler does (jobs.credentials_file): the delegation in a private file of configs/,
+    and the job's ``credentials`` config file naming it; returns the latter's path."""
+    configs.mkdir(exist_ok=True)
+    pointer = configs / "tmp-credentials-config"
+    pointer.write_text(write_private_file(str(configs), json.dumps(delegation)))
+    return str(pointer)
+
+
 def write_job_files(tmp_path, moto_s3, manifest: dict, credentials: dict = None):
-    manifest_path, credentials_path = tmp_path / "manifest.json", tmp_path / "credentials.json"
+    manifest_path = tmp_path / "manifest.json"
     manifest_path.write_text(json.dumps({"bucket": BUCKET, **manifest}))
     delegation = credentials or {
         "provider": "aws",
@@ -23,8 +39,7 @@ def write_job_files(tmp_path, moto_s3, manifest: dict, credentials: dict = None)
         "config": {},
         "credentials": {"access_key_id": "k", "secret_access_key": "s", "session_token": None, "expiration": None},
     }
-    credentials_path.write_text(json.dumps(delegation))
-    return str(manifest_path), str(credentials_path)
+    return str(manifest_path), write_credentials(tmp_path / "configs", delegation)
 
 
 def test_get_fails_loudly_naming_each_missing_object(moto_s3, tmp_path, capsys, monkeypatch):
@@ -42,7 +57,7 @@ def test_get_fails_loudly_naming_each_missing_object(moto_s3, tmp_path, capsys, 
 
     err = capsys.readouterr().err
     assert "gone-1.txt" in err and "gone-2.txt" in err and "2 of 3 objects failed" in err
-    assert not (tmp_path / "credentials.json").exists()  # read, then deleted
+    assert credentials_files(str(tmp_path)) == [] and not os.path.exists(credentials)  # read, then deleted
     assert not (tmp_path / GALAXY_JSON).exists()  # nothing is declared ok
 
 
@@ -76,7 +91,7 @@ def test_credentials_error_is_reported_and_nothing_moves(moto_s3, tmp_path, caps
     assert main(["get", manifest, credentials]) == 1
 
     assert "Your login with 'oidc' has expired." in capsys.readouterr().err
-    assert not (tmp_path / "credentials.json").exists()
+    assert credentials_files(str(tmp_path)) == []
     assert not (tmp_path / "out0.dat").exists()
 
 
@@ -97,17 +112,24 @@ def test_send_keeps_an_object_that_appeared_since_the_request(moto_s3, tmp_path,
     assert admin.get_object(Bucket=BUCKET, Key="free.txt")["Body"].read() == b"new"
 
 
-def test_credentials_and_galaxys_copy_of_them_are_deleted(tmp_path):
-    # Galaxy's job script copies configs/ to _configs/ before the tool runs.
-    for directory in ("configs", "_configs"):
-        (tmp_path / directory).mkdir()
-        (tmp_path / directory / "tmpcreds").write_text('{"error": "x"}')
+def test_credentials_are_private_whatever_the_umask_and_so_is_galaxys_copy(tmp_path):
+    previous = os.umask(0o000)  # the most open umask a Galaxy could run with
+    try:
+        pointer = write_credentials(tmp_path / "configs", {"error": "x"})
+        # Galaxy's job script copies configs/ to _configs/ before the tool runs, with cp -R.
+        subprocess.run(["cp", "-R", str(tmp_path / "configs"), str(tmp_path / "_configs")], check=True)
+    finally:
+        os.umask(previous)
     (tmp_path / "_configs" / "tmpmanifest").write_text("{}")
+    found = credentials_files(str(tmp_path))
+    assert len(found) == 2
+    for path in found:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
 
-    assert read_credentials(str(tmp_path / "configs" / "tmpcreds")) == {"error": "x"}
+    assert read_credentials(pointer) == {"error": "x"}
 
-    assert not (tmp_path / "configs" / "tmpcreds").exists()
-    assert not (tmp_path / "_configs" / "tmpcreds").exists()
+    assert credentials_files(str(tmp_path)) == []
+    assert not os.path.exists(pointer) and not (tmp_path / "_configs" / os.path.basename(pointer)).exists()
     assert (tmp_path / "_configs" / "tmpmanifest").exists()  # only the credentials go
 
 

@@ -28,9 +28,9 @@ from .engine import (
 
 
 def credential_copies(path: str) -> list[str]:
-    """The credentials file and Galaxy's copy of it. Galaxy's job script copies the job's
-    ``configs/`` directory to ``_configs/`` before the tool runs (to restore it for a rerun), and
-    keeps the job directory after the job (always with ``cleanup_job: never``, for failed jobs
+    """A file of the job's ``configs/`` and Galaxy's copy of it. Galaxy's job script copies the
+    job's ``configs/`` directory to ``_configs/`` before the tool runs (to restore it for a rerun),
+    and keeps the job directory after the job (always with ``cleanup_job: never``, for failed jobs
     with the default ``onsuccess``): the copy has to go too."""
     copies = [path]
     directory, name = os.path.split(os.path.abspath(path))
@@ -40,12 +40,18 @@ def credential_copies(path: str) -> list[str]:
     return copies
 
 
-def read_credentials(path: str) -> dict:
+def read_credentials(pointer_path: str) -> dict:
+    """The delegation the handler wrote for this job (jobs.credentials_file): ``pointer_path`` is
+    the job's ``credentials`` config file, which names the private file beside it. Both files, and
+    Galaxy's copies of them, are deleted as they are read."""
+    with open(pointer_path) as fh:
+        name = os.path.basename(fh.read().strip())
+    path = os.path.join(os.path.dirname(os.path.abspath(pointer_path)), name)
     try:
         with open(path) as fh:
             return json.load(fh)
     finally:
-        for copy in credential_copies(path):
+        for copy in credential_copies(path) + credential_copies(pointer_path):
             try:
                 os.unlink(copy)
             except OSError:
@@ -75,10 +81,11 @@ def run_send(backend: StorageBackend, manifest: dict) -> int:
     if not manifest.get("overwrite_existing"):
         # Names were chosen at request time not to replace anything; one that appeared since is kept.
         found = backend.stat_many(bucket, [item.key for item in items])  # one listing, not a HEAD each
-        appeared = [item for item, info in zip(items, found) if info is not None]
+        appeared = [item.key for item, info in zip(items, found) if info is not None]
         if appeared:
-            results = [ItemResult(item.key, False, 0, f"object '{item.key}' appeared in '{bucket}' since the request; not replaced") for item in appeared]
-            items = [item for item in items if item not in appeared]
+            results = [ItemResult(key, False, 0, f"object '{key}' appeared in '{bucket}' since the request; not replaced") for key in appeared]
+            kept = set(appeared)
+            items = [item for item in items if item.key not in kept]
             return report(results + send_files(backend, bucket, items), "Sent")
     return report(send_files(backend, bucket, items), "Sent")
 
