@@ -1,5 +1,6 @@
 """The plugin's API routes, in Galaxy's style: a thin router, the logic in the managers."""
 
+import json
 import logging
 from typing import (
     Annotated,
@@ -11,11 +12,12 @@ from fastapi import (
     Path,
     Request,
 )
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from galaxy import exceptions
+from galaxy.exceptions.utils import api_error_to_dict
 from galaxy.managers.context import ProvidesUserContext
-from galaxy.schema.fields import DecodedDatabaseIdField
 from galaxy.webapps.galaxy.api import (
     depends,
     DependsOnTrans,
@@ -25,6 +27,7 @@ from galaxy.webapps.galaxy.api import (
 from .authz.manager import CloudAuthzManager
 from .manager import CloudManager
 from .schema import (
+    DecodedDatabaseIdField,
     CloudAuthzListResponse,
     CloudAuthzResponse,
     CloudDatasetSummary,
@@ -49,13 +52,42 @@ TAG_METADATA = {
 router = Router(tags=[TAG], dependencies=[DependsOnUser])
 
 
+# Methods a route may be asked with; OPTIONS stays Galaxy's (its CORS preflight answers it).
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "TRACE", "QUERY")
+
+
+class MethodNotAllowed(exceptions.MessageException):
+    status_code = 405
+    err_code = exceptions.error_codes.error_codes_by_name["USER_REQUEST_INVALID_PARAMETER"]
+
+
 class PayloadTooLarge(exceptions.MessageException):
     status_code = 413
     err_code = exceptions.error_codes.error_codes_by_name["USER_REQUEST_INVALID_PARAMETER"]
 
 
+def parsed_json_body(body: bytes):
+    """The body as JSON, or Galaxy's 400 saying why it cannot be read. FastAPI answers bodies it
+    cannot decode (not UTF-8, nested too deeply, integers of more than 4,300 digits) with a bare
+    ``{"detail": ...}``, outside Galaxy's error shape; syntax errors it reports itself, in Galaxy's
+    shape, with their position."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise exceptions.RequestParameterInvalidException(f"The request body is not valid UTF-8 (at byte {e.start}).")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None  # FastAPI parses it again and says where
+    except RecursionError:
+        raise exceptions.RequestParameterInvalidException("The request body is nested too deeply to be read.")
+    except ValueError as e:  # e.g. "Exceeds the limit (4300 digits) for integer string conversion"
+        raise exceptions.RequestParameterInvalidException(f"The request body cannot be read as JSON: {e}.")
+
+
 class LimitedBodyRoute(APIRoute):
-    """Refuses a request body above the admin's ``max_request_bytes`` before it is parsed."""
+    """Refuses a request body above the admin's ``max_request_bytes`` before it is parsed, and one
+    that cannot be decoded with Galaxy's error shape."""
 
     max_request_bytes = 1024 * 1024  # set from the admin's config when the plugin is mounted
 
@@ -73,11 +105,38 @@ class LimitedBodyRoute(APIRoute):
                     received += chunk
                     if len(received) > limit:
                         raise PayloadTooLarge(f"Request body larger than {limit} bytes.")
-                # Starlette keeps a read body here; FastAPI's handler then parses it from memory.
+                # Starlette keeps a read body (and its JSON) here; FastAPI's handler then takes them
+                # from memory. Request has no public setter for either.
                 request._body = bytes(received)
+                if "json" in request.headers.get("content-type", ""):
+                    parsed = parsed_json_body(request._body)
+                    if parsed is not None:
+                        request._json = parsed
             return await handler(request)
 
         return limited_handler
+
+
+def method_not_allowed_routes(routes: list) -> list[APIRoute]:
+    """A 405 with an ``Allow`` header for each method a path of ``routes`` does not take. Without
+    them Galaxy's legacy catch-all (mounted at "/") answers such a request with an HTML 404."""
+    allowed: dict[str, set[str]] = {}
+    for route in routes:
+        allowed.setdefault(route.path, set()).update(route.methods)
+    refusals = []
+    for path, methods in allowed.items():
+        if "GET" in methods:
+            methods.add("HEAD")
+        allow = ", ".join(sorted(methods))
+
+        def refuse(request: Request, allow: str = allow) -> JSONResponse:
+            # Galaxy's error shape; its exception handler could not add the Allow header.
+            error = MethodNotAllowed(f"{request.method} is not a method of {request.url.path}; it takes {allow}.")
+            return JSONResponse(api_error_to_dict(exception=error), status_code=error.status_code, headers={"Allow": allow})
+
+        others = [method for method in HTTP_METHODS if method not in methods]
+        refusals.append(APIRoute(path, refuse, methods=others, include_in_schema=False))
+    return refusals
 
 
 AuthzIdPathParam = Annotated[

@@ -7,8 +7,13 @@ whole request (invariant 9); its credentials are minted again when the job runs 
 
 import json
 import logging
+from collections import Counter
 from datetime import datetime
-from typing import Optional
+from typing import (
+    Hashable,
+    Iterable,
+    Optional,
+)
 
 from sqlalchemy import select
 
@@ -20,12 +25,23 @@ from galaxy.model import (
 from galaxy.managers.histories import HistoryManager
 from .authz.delegation import CredentialBroker
 from .authz.manager import CloudAuthzManager
-from .providers import storage_backend
+from .jobs import (
+    GET_TOOL_ID,
+    SEND_TOOL_ID,
+)
+from .providers import (
+    name_rules,
+    storage_backend,
+)
 from .providers.base import (
     AccessDenied,
     BucketNotFound,
     StorageBackend,
     StorageError,
+)
+from .providers.names import (
+    InvalidName,
+    NameRules,
 )
 from .schema import (
     CloudDatasetSummary,
@@ -37,13 +53,33 @@ from .schema import (
 
 log = logging.getLogger(__name__)
 
-GET_TOOL_ID = "cloud_storage_get"
-SEND_TOOL_ID = "cloud_storage_send"
 OVERWRITE_SUFFIX = "_%y%m%d_%H%M%S"  # the old API's rule for a name that is taken
+SHOWN_PROBLEMS = 10  # a 400 lists this many bad names at most
 
 
 def object_name(dataset_name: str) -> str:
     return (dataset_name or "dataset").replace(" ", "_")
+
+
+def repeated(items: Iterable[Hashable]) -> list:
+    """The items that occur more than once, in order of first occurrence (one pass: a request's
+    lists hold up to 10,000 items)."""
+    return [item for item, count in Counter(items).items() if count > 1]
+
+
+def unique_object_names(wanted: list[str], taken: set[str], suffix: str, hids: list[int]) -> list[str]:
+    """The old API's rule, in one pass: a name that is ``taken`` (in the bucket) or was given to an
+    earlier dataset of the request gets ``suffix``, then the dataset's hid if that is given too."""
+    given: set[str] = set()
+    names = []
+    for name, hid in zip(wanted, hids):
+        if name in taken or name in given:
+            name = f"{name}{suffix}"
+        if name in given:
+            name = f"{name}_{hid}"
+        given.add(name)
+        names.append(name)
+    return names
 
 
 class CloudManager:
@@ -55,12 +91,17 @@ class CloudManager:
     # -- get -------------------------------------------------------------------------------------
 
     def get(self, trans, payload: CloudStorageGetPayload) -> list[CloudDatasetSummary]:
-        if len(set(payload.objects)) != len(payload.objects):
-            repeated = sorted({key for key in payload.objects if payload.objects.count(key) > 1})
-            raise exceptions.RequestParameterInvalidException(f"objects: each key once please; repeated: {', '.join(repeated)}")
+        if repeats := repeated(payload.objects):
+            raise exceptions.RequestParameterInvalidException(f"objects: each key once please; repeated: {', '.join(repeats[:SHOWN_PROBLEMS])}")
         tool = self._tool(GET_TOOL_ID)
         history = self._writable_history(trans, payload.history_id)
         authz = self.authz_manager.get_owned(trans, payload.authz_id)
+        rules = name_rules(authz.provider)
+        self._check_bucket_name(rules, payload.bucket)
+        if problems := [problem for key in payload.objects if (problem := rules.key_problem(key))]:
+            shown = "; ".join(problems[:SHOWN_PROBLEMS])
+            more = f" (and {len(problems) - SHOWN_PROBLEMS} more)" if len(problems) > SHOWN_PROBLEMS else ""
+            raise exceptions.RequestParameterInvalidException(f"objects: {shown}{more}. Nothing was copied.")
         backend = self._backend(trans, authz)
         self._check_bucket(backend, payload.bucket)
         missing = [key for key, info in zip(payload.objects, self._stat_all(backend, payload.bucket, payload.objects)) if info is None]
@@ -127,17 +168,27 @@ class CloudManager:
         history = self._writable_history(trans, payload.history_id, for_reading=True)
         authz = self.authz_manager.get_owned(trans, payload.authz_id)
         datasets = self._datasets_to_send(trans, history, payload.dataset_ids)
+        rules = name_rules(authz.provider)
+        self._check_bucket_name(rules, payload.bucket)
         backend = self._backend(trans, authz)
         self._check_bucket(backend, payload.bucket)
 
         failed, sendable = [], []
         for hda in datasets:
-            reason = self._not_sendable(hda)
+            reason = self._not_sendable(hda, rules)
             if reason:
                 failed.append(json.dumps({"object": hda.name, "error": reason}))
             else:
                 sendable.append(hda)
         names = self._object_names(backend, payload.bucket, sendable, payload.overwrite_existing)
+        # The date suffix may make a name too long for the cloud: such a dataset is not sent either.
+        named = []
+        for hda, name in zip(sendable, names):
+            if problem := rules.key_problem(name):
+                failed.append(json.dumps({"object": hda.name, "error": problem}))
+            else:
+                named.append((hda, name))
+        sendable, names = [hda for hda, _ in named], [name for _, name in named]
         sent = []
         if sendable:
             params = {
@@ -160,35 +211,29 @@ class CloudManager:
         found = {hda.id: hda for hda in trans.sa_session.scalars(stmt.where(HistoryDatasetAssociation.id.in_(dataset_ids)))}
         strangers = [trans.security.encode_id(i) for i in dict.fromkeys(dataset_ids) if i not in found]
         if strangers:
+            more = f" (and {len(strangers) - SHOWN_PROBLEMS} more)" if len(strangers) > SHOWN_PROBLEMS else ""
             raise exceptions.RequestParameterInvalidException(
-                f"dataset_ids: not datasets of this history: {', '.join(strangers)}. Nothing was sent."
+                f"dataset_ids: not datasets of this history: {', '.join(strangers[:SHOWN_PROBLEMS])}{more}. Nothing was sent."
             )
         return [found[i] for i in dict.fromkeys(dataset_ids)]
 
     @staticmethod
-    def _not_sendable(hda: HistoryDatasetAssociation) -> Optional[str]:
+    def _not_sendable(hda: HistoryDatasetAssociation, rules: NameRules) -> Optional[str]:
         if hda.purged:
             return "the dataset is purged"
         if hda.deleted:
             return "the dataset is deleted"
         if hda.state != hda.states.OK:
             return f"the dataset is '{hda.state}', not 'ok'"
-        return None
+        return rules.key_problem(object_name(hda.name))
 
     def _object_names(self, backend: StorageBackend, bucket: str, datasets, overwrite: bool) -> list[str]:
         """Dataset name with spaces as `_`; a name that is taken (in the bucket unless replacing,
         or by an earlier dataset of this request) gets the old API's date suffix, then the hid."""
         wanted = [object_name(hda.name) for hda in datasets]
-        existing = set() if overwrite else {n for n, info in zip(wanted, self._stat_all(backend, bucket, wanted)) if info}
+        taken = set() if overwrite else {n for n, info in zip(wanted, self._stat_all(backend, bucket, wanted)) if info}
         suffix = datetime.now().strftime(OVERWRITE_SUFFIX)
-        names: list[str] = []
-        for hda, name in zip(datasets, wanted):
-            if name in existing or name in names:
-                name = f"{name}{suffix}"
-            if name in names:
-                name = f"{name}_{hda.hid}"
-            names.append(name)
-        return names
+        return unique_object_names(wanted, taken, suffix, [hda.hid for hda in datasets])
 
     # -- shared ----------------------------------------------------------------------------------
 
@@ -203,6 +248,13 @@ class CloudManager:
 
     def _writable_history(self, trans, history_id: int, for_reading: bool = False):
         history = self.app[HistoryManager].get_owned(history_id, trans.user, current_history=trans.history)
+        if history.user_id != trans.user.id:
+            # An admin may write to any history, but a job runs as its history's owner, whose
+            # authorization this is not: refused here rather than queued to fail.
+            raise exceptions.ItemAccessibilityException(
+                "history_id: this history belongs to another user. Cloud transfers run as the history's owner, "
+                "with that owner's cloud authorizations: use one of your own histories."
+            )
         if history.purged or history.deleted:
             raise exceptions.RequestParameterInvalidException("history_id: the history is deleted; use another one.")
         if getattr(history, "archived", False) and not for_reading:
@@ -211,7 +263,20 @@ class CloudManager:
 
     def _backend(self, trans, authz) -> StorageBackend:
         delegation = self.broker.delegate(authz, trans.user)
-        return storage_backend(delegation.provider, delegation.settings, delegation.config, delegation.credentials)
+        try:
+            return storage_backend(delegation.provider, delegation.settings, delegation.config, delegation.credentials)
+        except AccessDenied as e:
+            raise exceptions.ItemAccessibilityException(str(e))
+        except StorageError as e:
+            raise exceptions.UpstreamProxyError(str(e))
+
+    @staticmethod
+    def _check_bucket_name(rules: NameRules, bucket: str) -> None:
+        """Invariant 10: before any call, even the credential exchange."""
+        try:
+            rules.check_bucket(bucket)
+        except InvalidName as e:
+            raise exceptions.RequestParameterInvalidException(f"bucket: {e}")
 
     @staticmethod
     def _check_bucket(backend: StorageBackend, bucket: str) -> None:

@@ -21,6 +21,7 @@ from galaxy.webapps.openapi.utils import get_openapi
 from . import __version__
 from .api import (
     LimitedBodyRoute,
+    method_not_allowed_routes,
     router,
     TAG_METADATA,
 )
@@ -31,6 +32,7 @@ from .config import (
     load_config,
 )
 from .database import ensure_database
+from .jobs import forget_credentials_of_ended_jobs
 from .manager import CloudManager
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ def _insert_before_catch_all(app: FastAPI) -> list:
     del routes[before:]
     for route in added:
         route.tags = list(dict.fromkeys(route.tags))  # the router's tags get added twice
+    added += method_not_allowed_routes(added)
     # Galaxy mounts its legacy WSGI app at "/" last; a route after it is never reached.
     catch_all = next((i for i, r in enumerate(routes) if isinstance(r, Mount) and r.path == ""), len(routes))
     routes[catch_all:catch_all] = added
@@ -94,6 +97,7 @@ def mount(asgi_app: FastAPI, gx_app) -> FastAPI:
     authz_manager = CloudAuthzManager(config, gx_app.vault)
     gx_app[CloudAuthzManager] = authz_manager
     gx_app[CloudManager] = CloudManager(gx_app, authz_manager, CredentialBroker(gx_app, config, authz_manager))
+    forget_credentials_of_ended_jobs(gx_app)  # a user deletes a waiting job in the web process
     added = _insert_before_catch_all(app)
     app.state.route_name_index = build_route_name_index(app)
     _extend_openapi(app, added)

@@ -1,6 +1,9 @@
 """Request and response models of the plugin's API (seed-compatible, documented for OpenAPI)."""
 
-from datetime import datetime
+from datetime import (
+    datetime,
+    timezone,
+)
 from typing import (
     Annotated,
     Any,
@@ -9,15 +12,59 @@ from typing import (
 )
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
+
+from galaxy import exceptions
+from galaxy.schema.fields import (
+    EncodedDatabaseIdField,
+    ensure_valid_id,
+    Security,
 )
 
-from galaxy.schema.fields import (
-    DecodedDatabaseIdField,
-    EncodedDatabaseIdField,
-)
+# The largest id a Galaxy database can hold (SQLite's and PostgreSQL's 64-bit integers).
+MAX_DATABASE_ID = 2**63 - 1
+# Galaxy's own id schema leaves its pattern unanchored (JSON Schema patterns match anywhere), so
+# any string holding 16 hex digits would be documented as an id.
+_ID_SCHEMA = {"type": "string", "example": "0123456789abcdef", "pattern": "^(?:[0-9a-fA-F]{16})+$", "minLength": 16}
+
+
+def _decode_database_id(encoded: str) -> int:
+    """Galaxy's id decoding, with a 404 for an id that names nothing: one that decodes to no
+    integer (Galaxy: 400 "Wrong id"), or to one beyond any database's range (SQLite raises
+    OverflowError for those, which Galaxy answers with a plain-text 500)."""
+    try:
+        value = Security.security.decode_id(encoded)
+    except exceptions.MalformedId:
+        value = 0
+    if not 0 < value <= MAX_DATABASE_ID:
+        # Galaxy's handler answers with the exception carried in this error (exceptions.utils).
+        not_found = exceptions.ObjectNotFound(f"Nothing has the id {encoded}.")
+        raise PydanticCustomError("message_exception", "No object has this id", {"exception": not_found})
+    return value
+
+
+def _as_utc(value: datetime) -> datetime:
+    """Galaxy keeps naive UTC datetimes; OpenAPI's date-time (RFC 3339) needs the offset."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+# galaxy.schema.fields.DecodedDatabaseIdField, but ids that name nothing are 404s (see above).
+# (Pydantic runs before-validators last to first: the format is checked, then the id decoded.)
+DecodedDatabaseIdField = Annotated[
+    int,
+    BeforeValidator(_decode_database_id),
+    BeforeValidator(ensure_valid_id),
+    WithJsonSchema(_ID_SCHEMA, mode="serialization"),
+    WithJsonSchema(_ID_SCHEMA, mode="validation"),
+]
+UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
 
 ProviderName = Literal["aws", "azure", "gcp", "openstack"]
 
@@ -71,9 +118,9 @@ class CloudAuthzResponse(BaseModel):
     provider: ProviderName
     config: dict[str, Any] = Field(..., description="The config, with every secret field shown as `********`.")
     description: Optional[str] = None
-    create_time: datetime
-    last_update: datetime
-    last_activity: datetime = Field(..., description="When Galaxy last used this authorization.")
+    create_time: UtcDateTime
+    last_update: UtcDateTime
+    last_activity: UtcDateTime = Field(..., description="When Galaxy last used this authorization.")
 
 
 CloudAuthzListResponse = Annotated[list[CloudAuthzResponse], Field(description="Your cloud authorizations.")]
@@ -115,8 +162,8 @@ class CloudDatasetSummary(BaseModel):
     name: str
     job_id: EncodedDatabaseIdField = Field(..., description="The one job that copies all the request's objects.")
     state: str
-    create_time: datetime
-    update_time: datetime
+    create_time: UtcDateTime
+    update_time: UtcDateTime
     deleted: bool
     purged: bool
     purgable: bool
