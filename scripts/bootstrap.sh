@@ -51,7 +51,7 @@ if [ "$(cat "$OIDC_STAMP" 2>/dev/null)" != "$OIDC_WANTED" ]; then
 fi
 # OpenStack Swift for the tests and the demo: an all-in-one cluster, in a venv of its own (Swift
 # pins its own dependencies). Idempotent; about 20 s the first time.
-"$VENV/bin/python" "$ROOT/scripts/swift_aio.py" install --venv "${GALAXY_CLOUD_SWIFT_VENV:-$ROOT/.venv-swift}" >&2 || {
+"$VENV/bin/python" -m galaxy_cloud_storage_testing.swift_aio install --venv "${GALAXY_CLOUD_SWIFT_VENV:-$ROOT/.venv-swift}" >&2 || {
     echo "Installing Swift into .venv-swift failed; see the messages above." >&2
     exit 1
 }

@@ -26,10 +26,14 @@ Environment:
 Once all answer, ``$GALAXY_CLOUD_DEMO_DIR/demo.json`` says how to reach them::
 
     {"galaxy_url": ..., "api_key": <the demo user's>, "authn_id": <the demo user's OIDC identity>,
-     "providers": {"aws": {"authz_config": {"role_arn": ...}, "bucket": ..., "admin": {"endpoint_url", "access_key", "secret_key"}},
-                   "azure": {"authz_config": {"tenant_id", "client_id", "storage_account"}, "bucket": ..., "admin": {"connection_string"}},
-                   "gcp": {"authz_config": {"project", "audience"}, "bucket": ..., "admin": {"endpoint_url", "project"}},
-                   "openstack": {"authz_config": {"swift_user", "swift_key"}, "bucket": ..., "admin": {"auth_url", "user", "key"}}}}
+     "providers": {"aws": {"authz_config": {"role_arn": ...}, "bucket": ...,
+                           "admin": {"endpoint_url", "access_key", "secret_key"}},
+                   "azure": {"authz_config": {"tenant_id", "client_id", "storage_account"}, "bucket": ...,
+                             "admin": {"connection_string"}},
+                   "gcp": {"authz_config": {"project", "audience"}, "bucket": ...,
+                           "admin": {"endpoint_url", "project"}},
+                   "openstack": {"authz_config": {"swift_user", "swift_key"}, "bucket": ...,
+                                 "admin": {"auth_url", "user", "key"}}}}
 
 ``admin`` is each storage server's own access: to look into the bucket, not for Galaxy.
 """
@@ -44,16 +48,11 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import (
-    NoReturn,
-    Optional,
-)
+from typing import NoReturn, Optional
 
 import requests
 
-import local_clouds
-import localgalaxy
-import oidc_provider
+from galaxy_cloud_storage_testing import local_clouds, localgalaxy, oidc_provider
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the venv's console scripts (uvicorn)
@@ -134,7 +133,7 @@ def stop_all(services: list, clouds: list) -> None:
     names = [name for name, _, _ in reversed(services)] + [f"{cloud.provider}'s servers" for cloud in clouds]
     say(f"Stopping {', '.join(names)} (Ctrl-C again kills at once)")
     stop_signal = None  # from here on a signal means "kill now"
-    for name, process, _ in reversed(services):  # Galaxy first
+    for _, process, _ in reversed(services):  # Galaxy first
         localgalaxy.stop(process, kill_now=lambda: stop_signal is not None)
     for cloud in clouds:
         cloud.stop()
@@ -226,11 +225,21 @@ def run(demo_dir: Path, galaxy_port: int, oidc_port: int, providers: tuple, serv
     galaxy_yml = localgalaxy.write_galaxy_config(str(demo_dir), plugin_config, admin_email=DEMO_EMAIL, **oidc_settings)
     first_start = not (demo_dir / "database" / "universe.sqlite").exists()
     say(f"Starting Galaxy (log: {galaxy_log})")
-    galaxy_argv = [str(BIN / "uvicorn"), "--factory", "galaxy_cloud_storage.mount:factory", "--host", HOST, "--port", str(galaxy_port)]
+    galaxy_argv = [
+        str(BIN / "uvicorn"),
+        "--factory",
+        "galaxy_cloud_storage.mount:factory",
+        "--host",
+        HOST,
+        "--port",
+        str(galaxy_port),
+    ]
     galaxy = localgalaxy.start_galaxy(galaxy_argv, galaxy_yml, str(galaxy_log), preexec_fn=die_with_parent)
     services.append(("Galaxy", galaxy, galaxy_log))
 
-    wait_until_answering("the OpenID provider", oidc, oidc_log, f"{issuer}/.well-known/openid-configuration", OIDC_START_TIMEOUT)
+    wait_until_answering(
+        "the OpenID provider", oidc, oidc_log, f"{issuer}/.well-known/openid-configuration", OIDC_START_TIMEOUT
+    )
     say(f"The OpenID provider answers at {issuer}")
     say("Waiting for Galaxy" + (" (first start: creating the database)" if first_start else ""))
     elapsed = wait_until_answering("Galaxy", galaxy, galaxy_log, f"{galaxy_url}/api/version", GALAXY_START_TIMEOUT)
@@ -243,8 +252,13 @@ def run(demo_dir: Path, galaxy_port: int, oidc_port: int, providers: tuple, serv
     except oidc_provider.LoginFailed as e:
         hint = ""
         if (demo_dir / "demo_password").exists():  # an earlier demo made the user with a password
-            hint = f" ({demo_dir} was made by an earlier version of the demo, whose {DEMO_EMAIL} has no OIDC identity: remove it)"
-        raise DemoError(f"Logging {DEMO_LOGIN} in to Galaxy through the OpenID provider failed{hint}: {e}", galaxy_log) from e
+            hint = (
+                f" ({demo_dir} was made by an earlier version of the demo, "
+                f"whose {DEMO_EMAIL} has no OIDC identity: remove it)"
+            )
+        raise DemoError(
+            f"Logging {DEMO_LOGIN} in to Galaxy through the OpenID provider failed{hint}: {e}", galaxy_log
+        ) from e
     api_key = oidc_provider.api_key(session, galaxy_url)
     authn_id = oidc_provider.identity_id(session, galaxy_url)
     say(f"{DEMO_EMAIL} logged in to Galaxy through the OpenID provider (identity {authn_id})")
@@ -252,8 +266,14 @@ def run(demo_dir: Path, galaxy_port: int, oidc_port: int, providers: tuple, serv
         cloud.provider: {"authz_config": cloud.authz_config, "bucket": cloud.bucket, "admin": cloud.admin.demo_admin()}
         for cloud in clouds
     }
-    demo_json = write_demo_json(demo_dir, {"galaxy_url": galaxy_url, "api_key": api_key, "authn_id": authn_id, "providers": described})
-    lines = [f"  Galaxy:         {galaxy_url}", f"  API key:        {api_key} ({DEMO_EMAIL})", f"  OpenID login:   {issuer} (any login name)"]
+    demo_json = write_demo_json(
+        demo_dir, {"galaxy_url": galaxy_url, "api_key": api_key, "authn_id": authn_id, "providers": described}
+    )
+    lines = [
+        f"  Galaxy:         {galaxy_url}",
+        f"  API key:        {api_key} ({DEMO_EMAIL})",
+        f"  OpenID login:   {issuer} (any login name)",
+    ]
     lines += [f"  {cloud.provider + ':':<15} bucket {cloud.bucket}, {cloud.mode} authorization" for cloud in clouds]
     print("\n" + "\n".join(lines) + "\n", flush=True)
     say(f"Wrote {demo_json}. Ctrl-C stops Galaxy, the OpenID provider and the clouds.")
@@ -278,7 +298,7 @@ def main() -> int:
         try:
             providers = local_clouds.optional(args.providers)
         except ValueError as e:
-            raise DemoError(str(e))
+            raise DemoError(str(e)) from e
         demo_dir, galaxy_port, oidc_port = settings()
         run(demo_dir, galaxy_port, oidc_port, providers, services, clouds)
     except Interrupted:

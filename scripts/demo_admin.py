@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from storage_servers import StorageAdmin
+from galaxy_cloud_storage_testing.storage_servers import StorageAdmin
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,25 +22,25 @@ ROOT = Path(__file__).resolve().parent.parent
 def storage_admin(provider: str, admin: dict, demo_dir: Path) -> StorageAdmin:
     """The harness's admin client for ``provider`` from its ``admin`` entry in demo.json."""
     if provider == "aws":
-        from moto_aws import AwsAdmin
+        from galaxy_cloud_storage_testing.moto_aws import AwsAdmin
 
         return AwsAdmin(admin["endpoint_url"], admin["access_key"], admin["secret_key"])
     if provider == "azure":
         from urllib.parse import urlparse
 
-        from azurite import AzuriteAdmin
-        from local_ca import local_certificates
+        from galaxy_cloud_storage_testing.azurite import AzuriteAdmin
+        from galaxy_cloud_storage_testing.local_ca import local_certificates
 
         fields = dict(part.split("=", 1) for part in admin["connection_string"].split(";") if part)
         endpoint = urlparse(fields["BlobEndpoint"])
         https = local_certificates(str(demo_dir / "clouds" / "azure" / "tls")) if endpoint.scheme == "https" else None
         return AzuriteAdmin(endpoint.port, https=https)
     if provider == "gcp":
-        from fake_gcs import FakeGcsAdmin
+        from galaxy_cloud_storage_testing.fake_gcs import FakeGcsAdmin
 
         return FakeGcsAdmin(admin["endpoint_url"], project=admin["project"])
     if provider == "openstack":
-        from swift_aio import SwiftAdmin
+        from galaxy_cloud_storage_testing.swift_aio import SwiftAdmin
 
         return SwiftAdmin(admin["auth_url"], admin["user"], admin["key"])
     raise SystemExit(f"unknown provider {provider}")

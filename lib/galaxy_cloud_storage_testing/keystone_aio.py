@@ -1,14 +1,14 @@
 """A real OpenStack Keystone on 127.0.0.1 in front of a Swift all-in-one cluster, for the tests.
 
 PyPI ``keystone`` 30 runs from the Swift venv (swift_aio.py installs both): SQLite, fernet tokens,
-werkzeug's threaded server (scripts/keystone/serve_keystone.py), set up with ``keystone-manage``'s
-own code (scripts/keystone/setup_keystone.py). The Swift proxy validates Keystone's tokens with
+werkzeug's threaded server (galaxy_cloud_storage_testing/keystone/serve_keystone.py), set up with ``keystone-manage``'s
+own code (galaxy_cloud_storage_testing/keystone/setup_keystone.py). The Swift proxy validates Keystone's tokens with
 keystonemiddleware's auth_token and authorizes them with keystoneauth (accounts ``KEY_<project>``),
 beside tempauth, whose ``AUTH_test`` account the admin helpers keep using.
 
 OIDC federation: in production Apache's mod_auth_openidc guards Keystone's federated auth path,
 validates the bearer access token and hands its claims to Keystone's mapping. Here
-scripts/keystone/oidc_middleware.py does the same in front of Keystone's WSGI app, either
+galaxy_cloud_storage_testing/keystone/oidc_middleware.py does the same in front of Keystone's WSGI app, either
 validating JWTs against the JWKS of an identity provider the tests play (``Cluster.mint_access_token``)
 or, given an ``OidcIdentity``, introspecting the opaque access tokens of the real OpenID provider
 (oidc_provider.py) that Galaxy logs users in with; each validation is recorded in
@@ -24,7 +24,7 @@ What ``start`` provisions through Keystone's API (names in ``Cluster``):
   issuer, and its subject's tokens issued to Galaxy's client) as members of the group
   ``FEDERATED_GROUP``, which has the ``member`` role on ``galaxy``.
 
-    python scripts/keystone_aio.py [DIRECTORY]   # start, print the URLs and accounts, wait for ^C
+    python -m galaxy_cloud_storage_testing.keystone_aio [DIRECTORY]   # start, print the URLs and accounts, wait for ^C
 """
 
 import json
@@ -34,15 +34,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import (
-    dataclass,
-    field,
-)
+from dataclasses import dataclass, field
 
-import localgalaxy
 import requests
-import storage_servers
-import swift_aio
+
+from galaxy_cloud_storage_testing import localgalaxy, storage_servers, swift_aio
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FILES = os.path.join(HERE, "keystone")
@@ -120,12 +116,16 @@ class KeystoneSwiftAdmin(swift_aio.SwiftAdmin):
         self.cluster, self.user_name = cluster, user
         self.project = cluster.accounts[user]["project"]
         # keystoneauth keeps the token until it nears its expiry
-        self.session = session.Session(auth=v3.ApplicationCredential(cluster.keystone_v3, **cluster.application_credential(user)))
+        self.session = session.Session(
+            auth=v3.ApplicationCredential(cluster.keystone_v3, **cluster.application_credential(user))
+        )
 
     def connection(self):
         from swiftclient.client import Connection
 
-        return Connection(preauthurl=self.cluster.storage_url(self.project), preauthtoken=self.session.get_token(), retries=1)
+        return Connection(
+            preauthurl=self.cluster.storage_url(self.project), preauthtoken=self.session.get_token(), retries=1
+        )
 
     def plugin_settings(self) -> dict:
         return self.cluster.plugin_settings()
@@ -146,7 +146,10 @@ def start(directory: str, venv: str = swift_aio.DEFAULT_VENV, timeout: float = 9
     ``identity`` (a local_clouds.OidcIdentity): federate that login of the real OpenID provider
     instead of the tokens ``Cluster.mint_access_token`` makes."""
     if not swift_aio.is_installed(venv):
-        raise RuntimeError(f"Keystone is not installed in {venv}: run python scripts/swift_aio.py install --venv {venv}")
+        raise RuntimeError(
+            f"Keystone is not installed in {venv}: "
+            f"run python -m galaxy_cloud_storage_testing.swift_aio install --venv {venv}"
+        )
     keystone_dir = os.path.join(directory, "keystone")
     os.makedirs(keystone_dir, exist_ok=True)
     port, swift_port = localgalaxy.free_port(), localgalaxy.free_port()
@@ -163,7 +166,13 @@ def start(directory: str, venv: str = swift_aio.DEFAULT_VENV, timeout: float = 9
             [python, os.path.join(FILES, "setup_keystone.py"), conf, url, ADMIN_PASSWORD, REGION],
             check=True, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    command = [python, os.path.join(FILES, "serve_keystone.py"), str(port), "--record", os.path.join(keystone_dir, "oidc_validations.jsonl")]
+    command = [
+        python,
+        os.path.join(FILES, "serve_keystone.py"),
+        str(port),
+        "--record",
+        os.path.join(keystone_dir, "oidc_validations.jsonl"),
+    ]
     command += _oidc_options(keystone_dir, identity)
     env = {"OS_KEYSTONE_CONFIG_FILES": conf, "PYTHONPATH": FILES, "PYTHONUNBUFFERED": "1"}
     process = localgalaxy.start(command, os.path.join(keystone_dir, "keystone.log"), keystone_dir, env)
@@ -189,8 +198,9 @@ def start(directory: str, venv: str = swift_aio.DEFAULT_VENV, timeout: float = 9
 def _oidc_options(directory: str, identity) -> list[str]:
     if identity is None:
         return ["--oidc-jwks", os.path.join(directory, "oidc-jwks.json"), ISSUER, AUDIENCE]
-    import oidc_provider
     import requests
+
+    from galaxy_cloud_storage_testing import oidc_provider
 
     discovery = requests.get(f"{identity.issuer}/.well-known/openid-configuration", timeout=10).json()
     return [
@@ -226,7 +236,11 @@ def _write_signing_key(directory: str) -> None:
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     with open(os.path.join(directory, "oidc-key.pem"), "wb") as fh:
-        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        fh.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
     public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
     public.update(kid=KEY_ID, use="sig", alg="RS256")
     with open(os.path.join(directory, "oidc-jwks.json"), "w") as fh:
@@ -241,7 +255,8 @@ def _provision(cluster: Cluster, swift_url: str, identity=None) -> None:
 
     # System scope: Keystone's default policies want it for these admin APIs.
     admin = session.Session(auth=v3.Password(
-        auth_url=cluster.keystone_v3, username="admin", password=ADMIN_PASSWORD, user_domain_id="default", system_scope="all",
+        auth_url=cluster.keystone_v3, username="admin", password=ADMIN_PASSWORD, user_domain_id="default",
+        system_scope="all",
     ))  # fmt: skip
     ks = client.Client(session=admin, endpoint_override=cluster.keystone_v3)
     roles = {role.name: role for role in ks.roles.list()}  # bootstrap made admin, member, reader, service
@@ -253,7 +268,11 @@ def _provision(cluster: Cluster, swift_url: str, identity=None) -> None:
         ks.endpoints.create(object_store, f"{swift_url}/v1/KEY_%(project_id)s", interface=interface, region=REGION)
     projects = {name: ks.projects.create(name, domain="default") for name in ("galaxy", "other")}
     cluster.projects = {name: project.id for name, project in projects.items()}
-    for user_name, project_name, role in (("alice", "galaxy", "member"), ("rita", "galaxy", "reader"), ("bob", "other", "member")):
+    for user_name, project_name, role in (
+        ("alice", "galaxy", "member"),
+        ("rita", "galaxy", "reader"),
+        ("bob", "other", "member"),
+    ):
         password = f"{user_name}-pw-3f1a"
         user = ks.users.create(user_name, domain="default", password=password)
         ks.roles.grant(roles[role], user=user, project=projects[project_name])

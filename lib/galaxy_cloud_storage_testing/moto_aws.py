@@ -18,13 +18,9 @@ from urllib.parse import urlparse
 import boto3
 import requests
 
-import localgalaxy
-from storage_servers import (
-    StorageAdmin,
-    wait_until,
-)
+from galaxy_cloud_storage_testing import localgalaxy
+from galaxy_cloud_storage_testing.storage_servers import StorageAdmin, wait_until
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 ACCOUNT = "123456789012"  # moto's default account
 FREE_CALLS = 3  # create_user, create_access_key, put_user_policy for the admin
 
@@ -63,7 +59,7 @@ class AwsAdmin(StorageAdmin):
         try:
             return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         except s3.exceptions.NoSuchKey:
-            raise KeyError(key)
+            raise KeyError(key) from None
 
     def delete_object(self, bucket: str, key: str) -> None:
         self.client("s3").delete_object(Bucket=bucket, Key=key)
@@ -82,10 +78,20 @@ class AwsAdmin(StorageAdmin):
                 "Version": "2012-10-17",
                 "Statement": [
                     # AWS checks s3:ListBucket for HeadBucket; moto checks an action of its own, s3:HeadBucket
-                    {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:HeadBucket", "s3:GetBucketLocation"], "Resource": "arn:aws:s3:::*"},
                     {
                         "Effect": "Allow",
-                        "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+                        "Action": ["s3:ListBucket", "s3:HeadBucket", "s3:GetBucketLocation"],
+                        "Resource": "arn:aws:s3:::*",
+                    },
+                    {
+                        "Effect": "Allow",
+                        "Action": [
+                            "s3:GetObject",
+                            "s3:PutObject",
+                            "s3:DeleteObject",
+                            "s3:AbortMultipartUpload",
+                            "s3:ListMultipartUploadParts",
+                        ],
                         "Resource": f"arn:aws:s3:::{bucket}/*",
                     },
                 ],
@@ -119,7 +125,9 @@ class AwsAdmin(StorageAdmin):
             ],
         }
         iam = self.client("iam")
-        arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust), MaxSessionDuration=43200)["Role"]["Arn"]
+        arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust), MaxSessionDuration=43200)[
+            "Role"
+        ]["Arn"]
         iam.put_role_policy(RoleName=name, PolicyName="one-bucket", PolicyDocument=self.one_bucket_policy(bucket))
         return arn
 
@@ -132,10 +140,12 @@ class AwsAdmin(StorageAdmin):
         return key["AccessKeyId"], key["SecretAccessKey"]
 
 
-def start(port: int, log_path: str, cwd: str, web_identity_log: Optional[str] = None, **start_kwargs) -> subprocess.Popen:
+def start(
+    port: int, log_path: str, cwd: str, web_identity_log: Optional[str] = None, **start_kwargs
+) -> subprocess.Popen:
     """moto on 127.0.0.1:``port`` (see moto_sts_server.py); with ``web_identity_log``, a JSON line
     per AssumeRoleWithWebIdentity there (read it with ``web_identity_calls``)."""
-    command = [sys.executable, os.path.join(HERE, "moto_sts_server.py"), "-H", "127.0.0.1", "-p", str(port)]
+    command = [sys.executable, "-m", "galaxy_cloud_storage_testing.moto_sts_server", "-H", "127.0.0.1", "-p", str(port)]
     env = {"INITIAL_NO_AUTH_ACTION_COUNT": str(FREE_CALLS)}
     if web_identity_log:
         env["MOTO_STS_WEB_IDENTITY_LOG"] = web_identity_log

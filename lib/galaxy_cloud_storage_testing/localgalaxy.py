@@ -13,7 +13,6 @@ from typing import Optional
 import requests
 import yaml
 
-
 UPLOAD_TOOL_CONF = """<?xml version="1.0"?>
 <toolbox>
   <section id="getext" name="Get Data">
@@ -75,7 +74,9 @@ def write_galaxy_config(
         "data_dir": os.path.join(directory, "database"),
         "database_connection": f"sqlite:///{directory}/database/universe.sqlite?isolation_level=IMMEDIATE",
         "database_auto_migrate": True,
-        "tool_config_file": ",".join(os.path.join(directory, name) for name in ("tool_conf.xml", "cloud_storage_tool_conf.xml")),
+        "tool_config_file": ",".join(
+            os.path.join(directory, name) for name in ("tool_conf.xml", "cloud_storage_tool_conf.xml")
+        ),
         "preserve_python_environment": "legacy_and_local",  # the transfer tools run the plugin's Python
         "tool_data_table_config_path": os.path.join(directory, "tool_data_table_conf.xml"),
         "tool_path": bundled_tools(),
@@ -177,8 +178,10 @@ def user_api_key(url: str, bootstrap_key: str, email: str, password: str) -> str
     else:
         username = email.split("@")[0].replace(".", "-").lower()
         created = requests.post(
-            f"{url}/api/users", json={"username": username, "email": email, "password": password},
-            headers=admin, timeout=30,
+            f"{url}/api/users",
+            json={"username": username, "email": email, "password": password},
+            headers=admin,
+            timeout=30,
         )
         created.raise_for_status()
         user_id = created.json()["id"]

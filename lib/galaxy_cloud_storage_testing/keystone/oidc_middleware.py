@@ -79,7 +79,9 @@ class IntrospectionValidator:
     def __call__(self, token):
         import requests
 
-        response = requests.post(self.url, data={"token": token, "token_type_hint": "access_token"}, auth=self.auth, timeout=10)
+        response = requests.post(
+            self.url, data={"token": token, "token_type_hint": "access_token"}, auth=self.auth, timeout=10
+        )
         response.raise_for_status()
         claims = response.json()
         if not claims.get("active"):
@@ -100,7 +102,8 @@ class OidcBearerMiddleware:
             return
         line = {
             "time": time.time(), "outcome": outcome, "iss": claims.get("iss"), "sub": claims.get("sub"),
-            "client_id": claims.get("client_id") or claims.get("azp"), "token_sha256": hashlib.sha256(token.encode()).hexdigest(),
+            "client_id": claims.get("client_id") or claims.get("azp"),
+            "token_sha256": hashlib.sha256(token.encode()).hexdigest(),
         }  # fmt: skip
         with self.record_lock, open(self.record, "a") as fh:
             fh.write(json.dumps(line) + "\n")

@@ -3,12 +3,13 @@
 PyPI ``swift`` runs in a virtualenv of its own (default ``.venv-swift`` beside ``.venv``, git-ignored):
 its pins (eventlet, PasteDeploy, an older cryptography) have no business in Galaxy's environment.
 Keystone and keystonemiddleware live there too (keystone_aio.py puts a real Keystone in front of a
-cluster). ``python scripts/swift_aio.py install [--venv PATH]`` creates it once (idempotent, with a stamp).
+cluster). ``python -m galaxy_cloud_storage_testing.swift_aio install [--venv PATH]`` creates it once
+(idempotent, with a stamp).
 
 A cluster is four processes (account, container and object servers and the proxy, each
 ``workers = 0``), one-replica rings, ``mount_check = false``, its data in a directory of its own.
 The proxy's pipeline has tempauth (Swift's own v1 auth), tempurl, slo and ``dict_cache``
-(scripts/swift/dict_cache.py), an in-process stand-in for memcache, which tempauth needs as
+(galaxy_cloud_storage_testing/swift/dict_cache.py), an in-process stand-in for memcache, which tempauth needs as
 ``swift.cache``: one proxy process needs no shared cache daemon. Started with ``keystone``, the
 proxy also accepts that Keystone's tokens (authtoken and keystoneauth, proxy-server-keystone.conf).
 
@@ -21,26 +22,21 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import (
-    dataclass,
-    field,
-)
+from dataclasses import dataclass, field
 from typing import Optional
 
-import localgalaxy
-import storage_servers
+from galaxy_cloud_storage_testing import localgalaxy, REPOSITORY, storage_servers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 TEMPLATES = os.path.join(HERE, "swift")
-DEFAULT_VENV = os.path.join(ROOT, ".venv-swift")
+DEFAULT_VENV = os.path.join(REPOSITORY, ".venv-swift")
 # Keystone and its middleware too: tests run a real Keystone in front of a cluster (keystone_aio.py).
 # They fit beside Swift in one venv (pip check finds no conflict).
 REQUIREMENTS = ("swift==2.38.*", "keystone==30.0.*", "keystonemiddleware==13.0.*", "PyJWT>=2.8")
 SWIFT_REQUIREMENT = " ".join(REQUIREMENTS)  # what the stamp records
 STAMP_NAME = ".swift-aio-installed"
 
-# Keys distinctive enough that a search for them (invariant 2 tests) finds nothing by chance.
+# Keys distinctive enough that a search for them (invariant 2 (docs/design.rst) tests) finds nothing by chance.
 ADMIN_USER, ADMIN_KEY = "test:tester", "swift-admin-key-7c1e9b"
 READER_USER, READER_KEY = "test:reader", "swift-reader-key-4d82f0"
 SERVERS = ("account", "container", "object")
@@ -130,7 +126,9 @@ from swift.common.ring import RingBuilder
 swift_dir = sys.argv[1]
 for name, port in zip(("account", "container", "object"), sys.argv[2:]):
     builder = RingBuilder(8, 1, 1)  # 2**8 partitions, one replica, min_part_hours 1
-    builder.add_dev({"id": 0, "region": 1, "zone": 1, "ip": "127.0.0.1", "port": int(port), "device": "d1", "weight": 1})
+    builder.add_dev(
+        {"id": 0, "region": 1, "zone": 1, "ip": "127.0.0.1", "port": int(port), "device": "d1", "weight": 1}
+    )
     builder.rebalance()
     builder.save(f"{swift_dir}/{name}.builder")
     builder.get_ring().save(f"{swift_dir}/{name}.ring.gz")
@@ -145,7 +143,11 @@ def _render(template: str, target: str, values: dict) -> None:
 
 
 def _start_server(name: str, directory: str, venv: str):
-    command = [os.path.join(venv, "bin", f"swift-{name}-server"), os.path.join(directory, f"{name}-server.conf"), "--verbose"]
+    command = [
+        os.path.join(venv, "bin", f"swift-{name}-server"),
+        os.path.join(directory, f"{name}-server.conf"),
+        "--verbose",
+    ]
     # PYTHONPATH: the proxy loads dict_cache from the templates' folder.
     env = {"PYTHONPATH": TEMPLATES, "PYTHONUNBUFFERED": "1"}
     return localgalaxy.start(command, os.path.join(directory, f"{name}.log"), directory, env)
@@ -185,7 +187,10 @@ def start(
     ``keystone``: ``{"url", "service_password"}`` of a Keystone (keystone_aio.py) whose tokens the
     proxy accepts too, for the accounts ``KEY_<project id>`` (tempauth keeps ``AUTH_test``)."""
     if not is_installed(venv):
-        raise RuntimeError(f"Swift is not installed in {venv}: run python scripts/swift_aio.py install --venv {venv}")
+        raise RuntimeError(
+            f"Swift is not installed in {venv}: "
+            f"run python -m galaxy_cloud_storage_testing.swift_aio install --venv {venv}"
+        )
     ports = {f"{name}_port": localgalaxy.free_port() for name in SERVERS}
     ports["proxy_port"] = proxy_port or localgalaxy.free_port()
     devices = os.path.join(directory, "devices")
@@ -262,7 +267,9 @@ class SwiftAdmin(storage_servers.StorageAdmin):
         self.connection().delete_object(bucket, key)
 
     def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
-        return sorted(item["name"] for item in self.connection().get_container(bucket, prefix=prefix, full_listing=True)[1])
+        return sorted(
+            item["name"] for item in self.connection().get_container(bucket, prefix=prefix, full_listing=True)[1]
+        )
 
     def container_exists(self, name: str) -> bool:
         from swiftclient.exceptions import ClientException

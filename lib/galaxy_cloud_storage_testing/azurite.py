@@ -14,40 +14,26 @@ containers, check what the plugin wrote, and make SAS tokens scoped to one conta
 
 import os
 import subprocess
-from dataclasses import (
-    dataclass,
-    field,
-)
-from datetime import (
-    datetime,
-    timedelta,
-    timezone,
-)
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 import requests
-from azure.core.exceptions import (
-    ResourceExistsError,
-    ResourceNotFoundError,
-)
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import (
-    BlobServiceClient,
     AccountSasPermissions,
+    BlobServiceClient,
     ContainerSasPermissions,
-    ResourceTypes,
     generate_account_sas,
     generate_container_sas,
+    ResourceTypes,
 )
 
-import localgalaxy
-from local_ca import LocalCertificates
-from storage_servers import (
-    StorageAdmin,
-    wait_until,
-)
+from galaxy_cloud_storage_testing import localgalaxy, NODE_DIR
+from galaxy_cloud_storage_testing.local_ca import LocalCertificates
+from galaxy_cloud_storage_testing.storage_servers import StorageAdmin, wait_until
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-AZURITE_BLOB = os.path.join(ROOT, "node", "node_modules", ".bin", "azurite-blob")
+AZURITE_BLOB = os.path.join(NODE_DIR, "node_modules", ".bin", "azurite-blob")
 # Azurite's development account: public, documented values, the same on every machine.
 ACCOUNT = "devstoreaccount1"
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -123,7 +109,11 @@ class AzuriteAdmin(StorageAdmin):
     # -- StorageAdmin ----------------------------------------------------------------------------
 
     def plugin_settings(self) -> dict:
-        settings = {"enabled": True, "blob_endpoint": self.blob_endpoint, "allow_stored_secrets": self.allow_stored_secrets}
+        settings = {
+            "enabled": True,
+            "blob_endpoint": self.blob_endpoint,
+            "allow_stored_secrets": self.allow_stored_secrets,
+        }
         if self.authority_host:
             settings["authority_host"] = self.authority_host
         if self.ca_bundle:
@@ -147,7 +137,7 @@ class AzuriteAdmin(StorageAdmin):
         try:
             return self.service().get_blob_client(bucket, key).download_blob().readall()
         except ResourceNotFoundError:
-            raise KeyError(key)
+            raise KeyError(key) from None
 
     def delete_object(self, bucket: str, key: str) -> None:
         try:
@@ -156,11 +146,15 @@ class AzuriteAdmin(StorageAdmin):
             pass
 
     def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
-        return sorted(b.name for b in self.service().get_container_client(bucket).list_blobs(name_starts_with=prefix or None))
+        return sorted(
+            b.name for b in self.service().get_container_client(bucket).list_blobs(name_starts_with=prefix or None)
+        )
 
     # -- for the tests ---------------------------------------------------------------------------
 
-    def container_sas(self, container: str, permission: str = "racwdl", lifetime: timedelta = timedelta(hours=1)) -> str:
+    def container_sas(
+        self, container: str, permission: str = "racwdl", lifetime: timedelta = timedelta(hours=1)
+    ) -> str:
         """A SAS for ``container`` only (read, add, create, write, delete, list by default)."""
         return generate_container_sas(
             ACCOUNT, container, account_key=ACCOUNT_KEY,

@@ -5,7 +5,7 @@ fake-gcs-server unchanged (bodies streamed both ways, a piece at a time: any obj
 through in bounded memory). Standard library only.
 
 Authentication: ``Authorization: Bearer <token>``; the token is looked up at the token server
-(``GET {token_server}/v1/tokeninfo?access_token=``, scripts/google_sts_server.py); its ``sub`` is
+(``GET {token_server}/v1/tokeninfo?access_token=``, galaxy_cloud_storage_testing/google_sts_server.py); its ``sub`` is
 the principal (``serviceAccount:EMAIL`` or ``principal://iam.googleapis.com/.../subject/SUB``).
 Answers are cached for ``cache_seconds``, never past the token's ``exp``.
 
@@ -66,17 +66,8 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from http.server import (
-    BaseHTTPRequestHandler,
-    ThreadingHTTPServer,
-)
-from urllib.parse import (
-    parse_qs,
-    quote,
-    unquote,
-    urlencode,
-    urlsplit,
-)
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 HEALTH_PATH = "/_proxy/healthz"  # "_proxy" cannot be a bucket name: no clash with the XML API
 PIECE = 1024 * 1024  # bytes relayed at a time, each way
@@ -85,11 +76,29 @@ TOKENINFO_TIMEOUT = 10
 CACHE_SECONDS = 30.0
 CACHE_MAX = 4096  # tokens remembered at most (a flood of bogus tokens cannot grow memory)
 MAX_LINE = 65536
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers", "transfer-encoding", "upgrade"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+}
 
 ROLES = {
     "read": frozenset({"storage.objects.get", "storage.objects.list"}),
-    "write": frozenset({"storage.objects.get", "storage.objects.list", "storage.objects.create", "storage.objects.update", "storage.objects.delete"}),
+    "write": frozenset(
+        {
+            "storage.objects.get",
+            "storage.objects.list",
+            "storage.objects.create",
+            "storage.objects.update",
+            "storage.objects.delete",
+        }
+    ),
 }
 
 JSON_API = re.compile(r"^/(?:(upload|download)/)?storage/v1/b(?:/([^/]+)(/.*)?)?$")
@@ -177,7 +186,7 @@ class Policy:
 
 def _is_member(principal: str, member: str) -> bool:
     if member.startswith("principalSet://") and member.endswith("/*"):  # every subject of a pool
-        return principal.startswith("principal://" + member[len("principalSet://"):-1] + "subject/")
+        return principal.startswith("principal://" + member[len("principalSet://") : -1] + "subject/")
     return principal == member
 
 
@@ -231,7 +240,9 @@ class TokenInfo:
     def _ask(self, token: str) -> tuple[str | None, float | None]:
         # http.client, not urllib: urllib would follow http_proxy/https_proxy from the environment.
         if self.url.scheme == "https":
-            connection = http.client.HTTPSConnection(self.url.netloc, timeout=TOKENINFO_TIMEOUT, context=ssl.create_default_context())
+            connection = http.client.HTTPSConnection(
+                self.url.netloc, timeout=TOKENINFO_TIMEOUT, context=ssl.create_default_context()
+            )
         else:
             connection = http.client.HTTPConnection(self.url.netloc, timeout=TOKENINFO_TIMEOUT)
         try:
@@ -268,11 +279,17 @@ class GcsError:
 
     def xml_body(self) -> bytes:
         message = self.message.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        return f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{self.xml_code}</Code><Message>{message}</Message></Error>".encode()
+        return (
+            "<?xml version='1.0' encoding='UTF-8'?>"
+            f"<Error><Code>{self.xml_code}</Code><Message>{message}</Message></Error>"
+        ).encode()
 
 
 def denied(who: str, need: Need, status: int = 403) -> GcsError:
-    message = f"{who} does not have {need.permission} access to the {need.resource}. Permission '{need.permission}' denied on resource (or it may not exist)."
+    message = (
+        f"{who} does not have {need.permission} access to the {need.resource}. "
+        f"Permission '{need.permission}' denied on resource (or it may not exist)."
+    )
     if status == 401:
         return GcsError(401, "required", message, "AuthenticationRequired")
     return GcsError(403, "forbidden", message, "AccessDenied")
@@ -345,7 +362,11 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         where = route(self.command, url.path, url.query)
         try:
-            refusal, self.principal = (None, None) if url.path == HEALTH_PATH else self.proxy.authorize(where, self.headers.get("Authorization"))
+            refusal, self.principal = (
+                (None, None)
+                if url.path == HEALTH_PATH
+                else self.proxy.authorize(where, self.headers.get("Authorization"))
+            )
         except TokenServerError as e:
             self.log_message("token check failed: %s", e)
             refusal = GcsError(503, "backendError", "The service is currently unavailable.", "ServiceUnavailable")
@@ -358,8 +379,12 @@ class Handler(BaseHTTPRequestHandler):
                 # client still writing a large body to a closed socket sees only a reset).
                 self.discard_body()
                 if where.xml:
-                    return self.reply(refusal.status, refusal.xml_body(), "application/xml; charset=UTF-8", refusal.status == 401)
-                return self.reply(refusal.status, refusal.json_body(), "application/json; charset=UTF-8", refusal.status == 401)
+                    return self.reply(
+                        refusal.status, refusal.xml_body(), "application/xml; charset=UTF-8", refusal.status == 401
+                    )
+                return self.reply(
+                    refusal.status, refusal.json_body(), "application/json; charset=UTF-8", refusal.status == 401
+                )
             self.forward()
         except (ValueError, ClientGone) as e:  # a malformed or abandoned request body
             self.log_message("request body: %s", type(e).__name__)
@@ -430,7 +455,11 @@ class Handler(BaseHTTPRequestHandler):
             except OSError as e:
                 self.log_message("upstream: %s", type(e).__name__)
                 self.close_connection = True  # what is left of the request body cannot be trusted
-                return self.reply(502, GcsError(502, "backendError", "Bad Gateway", "InternalError").json_body(), "application/json; charset=UTF-8")
+                return self.reply(
+                    502,
+                    GcsError(502, "backendError", "Bad Gateway", "InternalError").json_body(),
+                    "application/json; charset=UTF-8",
+                )
             self.relay(response)
         finally:
             connection.close()
@@ -469,7 +498,14 @@ class Handler(BaseHTTPRequestHandler):
         sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
 
-def serve(upstream_url: str, token_server_url: str, grants: dict, host: str = "127.0.0.1", port: int = 0, cache_seconds: float = CACHE_SECONDS) -> ThreadingHTTPServer:
+def serve(
+    upstream_url: str,
+    token_server_url: str,
+    grants: dict,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    cache_seconds: float = CACHE_SECONDS,
+) -> ThreadingHTTPServer:
     """The proxy as a server (not yet serving: call ``serve_forever``)."""
     proxy = AuthProxy(upstream_url, TokenInfo(token_server_url, cache_seconds), Policy(grants))
     server = ThreadingHTTPServer((host, port), type("BoundHandler", (Handler,), {"proxy": proxy}))
@@ -480,13 +516,28 @@ def serve(upstream_url: str, token_server_url: str, grants: dict, host: str = "1
 # -- for harnesses: the proxy as a subprocess ----------------------------------------------------------
 
 
-def command(port: int, upstream_url: str, token_server_url: str, config_path: str, python: str = sys.executable) -> list[str]:
-    return [python, __file__, "--port", str(port), "--upstream", upstream_url, "--token-server", token_server_url, "--config", config_path]
+def command(
+    port: int, upstream_url: str, token_server_url: str, config_path: str, python: str = sys.executable
+) -> list[str]:
+    return [
+        python,
+        "-m",
+        __spec__.name,
+        "--port",
+        str(port),
+        "--upstream",
+        upstream_url,
+        "--token-server",
+        token_server_url,
+        "--config",
+        config_path,
+    ]
 
 
 def wait_until_up(url: str, process, timeout: float = 30) -> float:
     import requests
-    from storage_servers import wait_until
+
+    from galaxy_cloud_storage_testing.storage_servers import wait_until
 
     return wait_until(lambda: requests.get(f"{url}{HEALTH_PATH}", timeout=2).ok, process, "gcs_auth_proxy", timeout)
 
@@ -496,13 +547,17 @@ def start(port: int, upstream_url: str, token_server_url: str, grants: dict, log
     ``log_path``), ready; grants go to ``cwd``/gcs_auth_proxy.json. Returns (process, url)."""
     import os
 
-    import localgalaxy  # imports galaxy.tools (about 10 s): only where Galaxy is started anyway
+    from galaxy_cloud_storage_testing import (
+        localgalaxy,  # imports galaxy.tools (about 10 s): only where Galaxy is started anyway
+    )
 
     Policy(grants)  # a bad role fails here, not in the subprocess
     config_path = os.path.join(cwd, "gcs_auth_proxy.json")
     with open(config_path, "w") as fh:
         json.dump({"grants": grants}, fh)
-    process = localgalaxy.start(command(port, upstream_url, token_server_url, config_path), log_path, cwd, **start_kwargs)
+    process = localgalaxy.start(
+        command(port, upstream_url, token_server_url, config_path), log_path, cwd, **start_kwargs
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url, process)
@@ -519,8 +574,20 @@ def main(argv=None) -> None:
     parser.add_argument("--upstream", required=True, help="fake-gcs-server's own URL, e.g. http://127.0.0.1:4443")
     parser.add_argument("--token-server", required=True, help="google_sts_server.py's URL (its /v1/tokeninfo)")
     parser.add_argument("--config", help='JSON file: {"grants": {PRINCIPAL: {BUCKET: "read"|"write"}}}')
-    parser.add_argument("--allow", action="append", type=parse_allow, default=[], metavar="PRINCIPAL=BUCKET[:ROLE]", help="one more grant (role: read or write, default write)")
-    parser.add_argument("--cache-seconds", type=float, default=CACHE_SECONDS, help="how long a tokeninfo answer is reused (never past the token's expiry)")
+    parser.add_argument(
+        "--allow",
+        action="append",
+        type=parse_allow,
+        default=[],
+        metavar="PRINCIPAL=BUCKET[:ROLE]",
+        help="one more grant (role: read or write, default write)",
+    )
+    parser.add_argument(
+        "--cache-seconds",
+        type=float,
+        default=CACHE_SECONDS,
+        help="how long a tokeninfo answer is reused (never past the token's expiry)",
+    )
     args = parser.parse_args(argv)
     grants: dict = {}
     if args.config:

@@ -11,15 +11,9 @@ import os
 from typing import NamedTuple
 
 from cryptography import x509
-from cryptography.hazmat.primitives import (
-    hashes,
-    serialization,
-)
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import (
-    ExtendedKeyUsageOID,
-    NameOID,
-)
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALIDITY = datetime.timedelta(days=30)
 
@@ -89,7 +83,11 @@ def _make(paths: LocalCertificates) -> None:
         .sign(ca_key, hashes.SHA256())
     )
     # The CA's own key is not kept: nothing else is ever signed with it.
-    _write(paths.key, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), 0o600)
+    _write(
+        paths.key,
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+        0o600,
+    )
     _write(paths.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     _write(paths.ca, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
 

@@ -43,14 +43,8 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import (
-    dataclass,
-    field,
-)
-from http.server import (
-    BaseHTTPRequestHandler,
-    ThreadingHTTPServer,
-)
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Optional
 from urllib.parse import parse_qs
 
@@ -58,7 +52,6 @@ import jwt
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 RECORD_ENV = "ENTRA_TOKEN_SERVER_LOG"
 DEFAULT_LIFETIME = 3600
@@ -205,7 +198,7 @@ class TokenService:
         try:
             claims = jwt.decode(assertion, options={"verify_signature": False})
         except jwt.PyJWTError:
-            raise EntraError(400, "invalid_client", 50027, "JWT token is invalid or malformed.")
+            raise EntraError(400, "invalid_client", 50027, "JWT token is invalid or malformed.") from None
         issuer, subject, audience = claims.get("iss", ""), claims.get("sub", ""), claims.get("aud", [])
         audiences = [audience] if isinstance(audience, str) else list(audience)
         record.update({"iss": issuer, "sub": subject, "aud": audiences})
@@ -220,16 +213,20 @@ class TokenService:
         if not any(set(audiences) & set(c.audiences) for c in matching):
             raise EntraError(
                 400, "invalid_client", 700212,
-                f"No matching federated identity record found for presented assertion audience '{','.join(audiences)}'.",
+                "No matching federated identity record found for presented assertion audience "
+                f"'{','.join(audiences)}'.",
             )  # fmt: skip
         try:
             key = self._jwks_client(issuer).get_signing_key_from_jwt(assertion)
-            jwt.decode(assertion, key.key, algorithms=["RS256", "ES256"], options={"verify_exp": False, "verify_aud": False})
+            jwt.decode(
+                assertion, key.key, algorithms=["RS256", "ES256"], options={"verify_exp": False, "verify_aud": False}
+            )
         except (jwt.PyJWTError, requests.RequestException, KeyError, ValueError) as e:
             raise EntraError(
                 400, "invalid_client", 700027,
-                f"Client assertion failed signature validation against the keys of issuer '{issuer}' ({type(e).__name__}).",
-            )  # fmt: skip
+                f"Client assertion failed signature validation against the keys of issuer '{issuer}' "
+                f"({type(e).__name__}).",
+            ) from e  # fmt: skip
         now = int(time.time())
         if int(claims.get("exp", 0)) <= now or int(claims.get("nbf", 0)) > now + 300:
             raise EntraError(
@@ -241,10 +238,16 @@ class TokenService:
     def _jwks_client(self, issuer: str) -> jwt.PyJWKClient:
         with self._lock:
             if issuer not in self._jwks_clients:
-                discovery = requests.get(f"{issuer.rstrip('/')}/.well-known/openid-configuration", timeout=10, verify=self.issuer_verify)
+                discovery = requests.get(
+                    f"{issuer.rstrip('/')}/.well-known/openid-configuration", timeout=10, verify=self.issuer_verify
+                )
                 discovery.raise_for_status()
-                context = ssl.create_default_context(cafile=self.issuer_verify if isinstance(self.issuer_verify, str) else None)
-                self._jwks_clients[issuer] = jwt.PyJWKClient(discovery.json()["jwks_uri"], lifespan=60, ssl_context=context)
+                context = ssl.create_default_context(
+                    cafile=self.issuer_verify if isinstance(self.issuer_verify, str) else None
+                )
+                self._jwks_clients[issuer] = jwt.PyJWKClient(
+                    discovery.json()["jwks_uri"], lifespan=60, ssl_context=context
+                )
             return self._jwks_clients[issuer]
 
     def _access_token(self, app: App, resource: str) -> dict:
@@ -352,10 +355,9 @@ def load_apps(path: str) -> list[App]:
 def start(port: int, config_path: str, cert: str, key: str, log_path: str, cwd: str, record_path: Optional[str] = None,
           lifetime: int = DEFAULT_LIFETIME, issuer_ca_bundle: Optional[str] = None):  # fmt: skip
     """This server as a subprocess on https://127.0.0.1:``port`` (``localgalaxy.start``)."""
-    sys.path.insert(0, HERE)
-    import localgalaxy
+    from galaxy_cloud_storage_testing import localgalaxy
 
-    command = [sys.executable, os.path.abspath(__file__), "--port", str(port), "--config", config_path,
+    command = [sys.executable, "-m", __spec__.name, "--port", str(port), "--config", config_path,
                "--cert", cert, "--key", key, "--lifetime", str(lifetime)]  # fmt: skip
     if record_path:
         command += ["--record", record_path]
@@ -391,7 +393,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = parser.parse_args(argv)
     apps = load_apps(args.config) if args.config else []
     if args.tenant and args.client_id:
-        federated = (FederatedCredential(args.issuer, args.subject, tuple(args.audience or ["api://AzureADTokenExchange"])),) if args.issuer else ()
+        federated = (
+            (FederatedCredential(args.issuer, args.subject, tuple(args.audience or ["api://AzureADTokenExchange"])),)
+            if args.issuer
+            else ()
+        )
         apps.append(App(args.tenant, args.client_id, args.client_secret, federated))
     if not apps:
         parser.error("no app: give --config or --tenant and --client-id")

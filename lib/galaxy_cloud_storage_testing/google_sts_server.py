@@ -26,8 +26,9 @@ never a token.
 
 Configuration (``--config FILE``, JSON)::
 
-    {"providers": [{"name": "//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/galaxy/providers/oidc",
-                    "issuer": "http://127.0.0.1:8443", "allowed_audiences": ["galaxy-client-id"]}],
+    {"providers": [{
+        "name": "//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/galaxy/providers/oidc",
+        "issuer": "http://127.0.0.1:8443", "allowed_audiences": ["galaxy-client-id"]}],
      "service_accounts": [{"email": "transfer@proj.iam.gserviceaccount.com",
                            "bindings": ["principalSet://iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/galaxy/*"],
                            "public_keys": {"KEY_ID": "-----BEGIN PUBLIC KEY-----..."}}],
@@ -42,23 +43,10 @@ import secrets
 import sys
 import threading
 import time
-from dataclasses import (
-    dataclass,
-    field,
-)
-from datetime import (
-    UTC,
-    datetime,
-)
-from http.server import (
-    BaseHTTPRequestHandler,
-    ThreadingHTTPServer,
-)
-from urllib.parse import (
-    parse_qs,
-    unquote,
-    urlparse,
-)
+from dataclasses import dataclass, field
+from datetime import datetime, UTC
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlparse
 
 import jwt
 import requests
@@ -137,7 +125,7 @@ class TokenServer:
         if form.get("requested_token_type", ACCESS_TOKEN_TYPE) != ACCESS_TOKEN_TYPE:
             raise oauth_error("invalid_request", "The requested token type is not supported.")
         if form.get("subject_token_type") not in ID_TOKEN_TYPES:
-            raise oauth_error("invalid_request", "Invalid value for \"subject_token_type\".")
+            raise oauth_error("invalid_request", 'Invalid value for "subject_token_type".')
         audience = form.get("audience", "")
         provider = self.providers.get(audience)
         if provider is None:
@@ -147,38 +135,51 @@ class TokenServer:
                 "because the pool or provider is disabled or deleted or because it doesn't exist.",
             )
         claims = self.verify_subject_token(provider, form.get("subject_token", ""))
-        pool = audience[len(IAM_HOST):].split("/providers/")[0]
+        pool = audience[len(IAM_HOST) :].split("/providers/")[0]
         principal = f"principal://iam.googleapis.com/{pool}/subject/{claims['sub']}"
         token, expiry = self.issue(principal, form.get("scope", ""), "federated")
-        return {
-            "access_token": token,
-            "issued_token_type": ACCESS_TOKEN_TYPE,
-            "token_type": "Bearer",
-            "expires_in": int(expiry - time.time()),
-        }, claims, principal
+        return (
+            {
+                "access_token": token,
+                "issued_token_type": ACCESS_TOKEN_TYPE,
+                "token_type": "Bearer",
+                "expires_in": int(expiry - time.time()),
+            },
+            claims,
+            principal,
+        )
 
     def verify_subject_token(self, provider: dict, token: str) -> dict:
         try:
             claims = jwt.decode(token, options={"verify_signature": False})
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise oauth_error("invalid_grant", "Unable to parse the ID Token.")
+            raise oauth_error("invalid_grant", "Unable to parse the ID Token.") from None
         issuer = provider["issuer"]
         if claims.get("iss") != issuer:
-            raise oauth_error("invalid_grant", f"The issuer in ID Token {claims.get('iss')} does not match the expected ISSUER {issuer}.")
+            raise oauth_error(
+                "invalid_grant",
+                f"The issuer in ID Token {claims.get('iss')} does not match the expected ISSUER {issuer}.",
+            )
         try:
             key = self.jwks_client(provider).get_signing_key(header.get("kid"))
-            jwt.decode(token, key.key, algorithms=SIGNING_ALGORITHMS, options={"verify_aud": False, "verify_exp": False})
+            jwt.decode(
+                token, key.key, algorithms=SIGNING_ALGORITHMS, options={"verify_aud": False, "verify_exp": False}
+            )
         except (jwt.PyJWTError, requests.RequestException, KeyError, ValueError) as e:
-            raise oauth_error("invalid_grant", f"Invalid ID Token signature ({type(e).__name__}).")
+            raise oauth_error("invalid_grant", f"Invalid ID Token signature ({type(e).__name__}).") from e
         allowed = set(provider.get("allowed_audiences") or [provider["name"], "https:" + provider["name"]])
         audiences = claims.get("aud", [])
         audiences = [audiences] if isinstance(audiences, str) else audiences
         if not set(audiences) & allowed:
-            raise oauth_error("invalid_grant", f"The audience in ID Token {audiences} does not match the expected audience.")
+            raise oauth_error(
+                "invalid_grant", f"The audience in ID Token {audiences} does not match the expected audience."
+            )
         now = time.time()
         if not isinstance(claims.get("exp"), (int, float)) or claims["exp"] + LEEWAY < now:
-            raise oauth_error("invalid_grant", f"ID Token expired at {claims.get('exp')}; the current time is {int(now)}.")
+            raise oauth_error(
+                "invalid_grant", f"ID Token expired at {claims.get('exp')}; the current time is {int(now)}."
+            )
         if not claims.get("sub"):
             raise oauth_error("invalid_grant", "The ID Token has no subject.")
         return claims
@@ -197,13 +198,22 @@ class TokenServer:
     # -- IAM Credentials --------------------------------------------------------------------------
 
     def generate_access_token(self, email: str, authorization: str, body: dict) -> tuple[dict, str]:
-        bearer = authorization[len("Bearer "):] if authorization.startswith("Bearer ") else ""
+        bearer = authorization[len("Bearer ") :] if authorization.startswith("Bearer ") else ""
         caller = self.lookup(bearer)
         if caller is None:
-            raise api_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.")
+            raise api_error(
+                401,
+                "UNAUTHENTICATED",
+                "Request had invalid authentication credentials. "
+                "Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+            )
         account = self.service_accounts.get(email)
         if account is None or not _bound(caller.principal, account.get("bindings", [])):
-            raise api_error(403, "PERMISSION_DENIED", "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).")
+            raise api_error(
+                403,
+                "PERMISSION_DENIED",
+                "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).",
+            )
         lifetime = int(str(body.get("lifetime", "3600s")).rstrip("s") or 3600)
         if not 0 < lifetime <= 43200:
             raise api_error(400, "INVALID_ARGUMENT", "The lifetime must be between 1 second and 12 hours.")
@@ -222,7 +232,7 @@ class TokenServer:
             claims = jwt.decode(assertion, options={"verify_signature": False})
             kid = jwt.get_unverified_header(assertion).get("kid")
         except jwt.PyJWTError:
-            raise oauth_error("invalid_grant", "Invalid JWT: the assertion is not a JWT.")
+            raise oauth_error("invalid_grant", "Invalid JWT: the assertion is not a JWT.") from None
         account = self.service_accounts.get(claims.get("iss", ""))
         if account is None:
             raise oauth_error("invalid_grant", "Invalid grant: account not found")
@@ -233,11 +243,14 @@ class TokenServer:
             # google-auth always writes Google's own token URL as the audience, whatever URL it posts to.
             jwt.decode(assertion, key, algorithms=["RS256"], audience=[GOOGLE_TOKEN_URL, token_url], leeway=LEEWAY)
         except jwt.ExpiredSignatureError:
-            raise oauth_error("invalid_grant", "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.")
+            raise oauth_error(
+                "invalid_grant",
+                "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.",
+            ) from None
         except jwt.InvalidAudienceError:
-            raise oauth_error("invalid_grant", f"Invalid JWT: the audience must be {token_url}.")
+            raise oauth_error("invalid_grant", f"Invalid JWT: the audience must be {token_url}.") from None
         except jwt.PyJWTError:
-            raise oauth_error("invalid_grant", "Invalid JWT Signature.")
+            raise oauth_error("invalid_grant", "Invalid JWT Signature.") from None
         token, expiry = self.issue(f"serviceAccount:{claims['iss']}", claims.get("scope", ""), "service_account")
         return {"access_token": token, "token_type": "Bearer", "expires_in": int(expiry - time.time())}, claims
 
@@ -254,7 +267,7 @@ def _bound(principal: str, bindings: list) -> bool:
         if binding == principal:
             return True
         if binding.startswith("principalSet://") and binding.endswith("/*"):
-            pool = binding[len("principalSet://"):-2]
+            pool = binding[len("principalSet://") : -2]
             if principal.startswith(f"principal://{pool}/subject/"):
                 return True
     return False
@@ -274,7 +287,9 @@ class Handler(BaseHTTPRequestHandler):
     tokens: TokenServer  # set on the class by serve()
 
     def log_message(self, format, *args):  # one line per request, without query strings
-        sys.stderr.write(f"{self.address_string()} {self.command} {urlparse(self.path).path} {args[1] if len(args) > 1 else ''}\n")
+        sys.stderr.write(
+            f"{self.address_string()} {self.command} {urlparse(self.path).path} {args[1] if len(args) > 1 else ''}\n"
+        )
 
     def _send(self, status: int, body: dict) -> None:
         data = json.dumps(body).encode()
@@ -300,7 +315,16 @@ class Handler(BaseHTTPRequestHandler):
             issued = self.tokens.lookup(token)
             if issued is None:
                 return self._send(400, {"error": "invalid_token", "error_description": "Invalid Value"})
-            return self._send(200, {"sub": issued.principal, "scope": issued.scope, "exp": int(issued.expiry), "expires_in": int(issued.expiry - time.time()), "kind": issued.kind})
+            return self._send(
+                200,
+                {
+                    "sub": issued.principal,
+                    "scope": issued.scope,
+                    "exp": int(issued.expiry),
+                    "expires_in": int(issued.expiry - time.time()),
+                    "kind": issued.kind,
+                },
+            )
         self._send(404, {"error": {"code": 404, "message": "Not found", "status": "NOT_FOUND"}})
 
     def do_POST(self):
@@ -309,7 +333,11 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if path == "/v1/token":
                 form = self._form()
-                entry.update(audience=form.get("audience"), scope=form.get("scope"), subject_token_sha256=_digest(form.get("subject_token", "")))
+                entry.update(
+                    audience=form.get("audience"),
+                    scope=form.get("scope"),
+                    subject_token_sha256=_digest(form.get("subject_token", "")),
+                )
                 try:
                     answer, claims, principal = self.tokens.exchange(form)
                 except Refused:
@@ -322,8 +350,10 @@ class Handler(BaseHTTPRequestHandler):
                 try:
                     body = json.loads(self._body() or b"{}")
                 except ValueError:
-                    raise api_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
-                answer, principal = self.tokens.generate_access_token(email, self.headers.get("Authorization", ""), body)
+                    raise api_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.") from None
+                answer, principal = self.tokens.generate_access_token(
+                    email, self.headers.get("Authorization", ""), body
+                )
                 entry["principal"] = principal
             elif path == "/token":
                 form = self._form()
@@ -364,15 +394,16 @@ def start(port: int, config: dict, directory: str, **start_kwargs):
     exchange on) in ``directory``. Returns (process, url, exchange log path)."""
     import os
 
-    import localgalaxy
     import requests
-    from storage_servers import wait_until
+
+    from galaxy_cloud_storage_testing import localgalaxy
+    from galaxy_cloud_storage_testing.storage_servers import wait_until
 
     config_path = os.path.join(directory, "google_sts.json")
     with open(config_path, "w") as fh:
         json.dump(config, fh)
     log_path = os.path.join(directory, "google_sts_exchanges.jsonl")
-    command = [sys.executable, os.path.abspath(__file__), "--port", str(port), "--config", config_path, "--log", log_path]
+    command = [sys.executable, "-m", __spec__.name, "--port", str(port), "--config", config_path, "--log", log_path]
     process = localgalaxy.start(command, os.path.join(directory, "google_sts.log"), directory, **start_kwargs)
     url = f"http://127.0.0.1:{port}"
     try:

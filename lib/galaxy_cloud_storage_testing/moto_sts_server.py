@@ -71,7 +71,11 @@ def _trusts(role, provider_arn: str) -> bool:
         actions = [actions] if isinstance(actions, str) else actions
         federated = (statement.get("Principal") or {}).get("Federated", [])
         federated = [federated] if isinstance(federated, str) else federated
-        if statement.get("Effect") == "Allow" and provider_arn in federated and "sts:AssumeRoleWithWebIdentity" in actions:
+        if (
+            statement.get("Effect") == "Allow"
+            and provider_arn in federated
+            and "sts:AssumeRoleWithWebIdentity" in actions
+        ):
             return True
     return False
 
@@ -81,23 +85,37 @@ def check_web_identity(account_id: str, partition: str, role_arn: str, token: st
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
-        raise WebIdentityRefused("InvalidIdentityToken", "The ID Token provided is not a valid JWT. (You may see this error if you sent an Access Token)")
+        raise WebIdentityRefused(
+            "InvalidIdentityToken",
+            "The ID Token provided is not a valid JWT. (You may see this error if you sent an Access Token)",
+        ) from None
     issuer = claims.get("iss", "")
     iam = iam_backends[account_id][partition]
     parsed = urlparse(issuer)
     provider_arn = f"arn:{partition}:iam::{account_id}:oidc-provider/{parsed.netloc}{parsed.path}"
     provider = iam.open_id_providers.get(provider_arn)
     if provider is None:
-        raise WebIdentityRefused("InvalidIdentityToken", f"No OpenIDConnect provider found in your account for {issuer}")
+        raise WebIdentityRefused(
+            "InvalidIdentityToken", f"No OpenIDConnect provider found in your account for {issuer}"
+        )
     audiences = claims.get("aud", [])
     audiences = [audiences] if isinstance(audiences, str) else audiences
     if not set(audiences) & set(provider.client_id_list):
         raise WebIdentityRefused("InvalidIdentityToken", "Incorrect token audience")
     try:
         key = _jwks_client(issuer).get_signing_key_from_jwt(token)
-        jwt.decode(token, key.key, algorithms=["RS256", "ES256"], audience=audiences, issuer=issuer, options={"verify_exp": False})
+        jwt.decode(
+            token,
+            key.key,
+            algorithms=["RS256", "ES256"],
+            audience=audiences,
+            issuer=issuer,
+            options={"verify_exp": False},
+        )
     except (jwt.PyJWTError, requests.RequestException, KeyError) as e:
-        raise WebIdentityRefused("InvalidIdentityToken", f"Couldn't verify the token's signature with {issuer}'s keys ({type(e).__name__})")
+        raise WebIdentityRefused(
+            "InvalidIdentityToken", f"Couldn't verify the token's signature with {issuer}'s keys ({type(e).__name__})"
+        ) from e
     now = int(time.time())
     if int(claims.get("exp", 0)) <= now:
         raise WebIdentityRefused(
@@ -107,7 +125,7 @@ def check_web_identity(account_id: str, partition: str, role_arn: str, token: st
     try:
         role = iam.get_role_by_arn(role_arn)
     except Exception:
-        raise WebIdentityRefused("AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity")
+        raise WebIdentityRefused("AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity") from None
     if not _trusts(role, provider_arn):
         raise WebIdentityRefused("AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity")
     maximum = int(role.max_session_duration or DEFAULT_MAX_SESSION)

@@ -7,14 +7,11 @@ server's own access (``admin``) for checking what Galaxy wrote.
 """
 
 import os
-from dataclasses import (
-    dataclass,
-    field,
-)
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-import localgalaxy
-from storage_servers import StorageAdmin
+from galaxy_cloud_storage_testing import localgalaxy
+from galaxy_cloud_storage_testing.storage_servers import StorageAdmin
 
 PROVIDERS = ("aws", "azure", "gcp", "openstack")
 BUCKET = "galaxy-lab-data"
@@ -75,11 +72,13 @@ def start_cloud(provider: str, workdir: str, identity: Optional[OidcIdentity] = 
 
 
 def _start_aws(workdir: str, identity: Optional[OidcIdentity]) -> LocalCloud:
-    import moto_aws
+    from galaxy_cloud_storage_testing import moto_aws
 
     port = localgalaxy.free_port()
     url = f"http://127.0.0.1:{port}"
-    process = moto_aws.start(port, os.path.join(workdir, "moto.log"), workdir, web_identity_log=os.path.join(workdir, "web_identity.jsonl"))
+    process = moto_aws.start(
+        port, os.path.join(workdir, "moto.log"), workdir, web_identity_log=os.path.join(workdir, "web_identity.jsonl")
+    )
     cloud = LocalCloud("aws", None, {}, {}, stoppers=[lambda: localgalaxy.stop(process)])  # type: ignore[arg-type]
     try:
         moto_aws.wait_until_up(url, process)
@@ -111,11 +110,11 @@ def _start_azure(workdir: str, identity: Optional[OidcIdentity]) -> LocalCloud:
     import json
     import uuid
 
-    import azurite
-    import entra_token_server
     import requests
-    from local_ca import local_certificates
-    from storage_servers import wait_until
+
+    from galaxy_cloud_storage_testing import azurite, entra_token_server
+    from galaxy_cloud_storage_testing.local_ca import local_certificates
+    from galaxy_cloud_storage_testing.storage_servers import wait_until
 
     certificates = local_certificates(os.path.join(workdir, "tls"))
     tenant, client_id, client_secret = str(uuid.uuid4()), str(uuid.uuid4()), uuid.uuid4().hex
@@ -123,7 +122,9 @@ def _start_azure(workdir: str, identity: Optional[OidcIdentity]) -> LocalCloud:
     with open(apps, "w") as fh:
         app = {"tenant": tenant, "client_id": client_id, "client_secret": client_secret}
         if identity:
-            app["federated_credentials"] = [{"issuer": identity.issuer, "subject": identity.subject, "audiences": [identity.audience]}]
+            app["federated_credentials"] = [
+                {"issuer": identity.issuer, "subject": identity.subject, "audiences": [identity.audience]}
+            ]
         json.dump({"apps": [app]}, fh)
     entra_port, azurite_port = localgalaxy.free_port(), localgalaxy.free_port()
     authority = f"https://127.0.0.1:{entra_port}"
@@ -134,10 +135,14 @@ def _start_azure(workdir: str, identity: Optional[OidcIdentity]) -> LocalCloud:
             os.path.join(workdir, "entra_exchanges.jsonl"),
         )  # fmt: skip
         cloud.stoppers.append(lambda: localgalaxy.stop(entra))
-        process = azurite.start(azurite_port, os.path.join(workdir, "azurite"), os.path.join(workdir, "azurite.log"), https=certificates)
+        process = azurite.start(
+            azurite_port, os.path.join(workdir, "azurite"), os.path.join(workdir, "azurite.log"), https=certificates
+        )
         cloud.stoppers.append(lambda: localgalaxy.stop(process))
         discovery = f"{authority}/{tenant}/v2.0/.well-known/openid-configuration"
-        wait_until(lambda: requests.get(discovery, timeout=2, verify=certificates.ca).ok, entra, "the Entra token server")
+        wait_until(
+            lambda: requests.get(discovery, timeout=2, verify=certificates.ca).ok, entra, "the Entra token server"
+        )
         cloud.admin = admin = azurite.AzuriteAdmin(azurite_port, https=certificates, authority_host=authority)
         admin.wait(process)
         admin.create_bucket(BUCKET)
@@ -150,10 +155,18 @@ def _start_azure(workdir: str, identity: Optional[OidcIdentity]) -> LocalCloud:
     account = azurite.ACCOUNT
     if identity:  # secretless only, as an admin would run it
         cloud.settings["allow_stored_secrets"] = False
-        cloud.authz_config, cloud.mode = {"tenant_id": tenant, "client_id": client_id, "storage_account": account}, "federated"
+        cloud.authz_config, cloud.mode = (
+            {"tenant_id": tenant, "client_id": client_id, "storage_account": account},
+            "federated",
+        )
     else:
         cloud.limited_authz_config = {"storage_account": account, "sas_token": sas}
-        cloud.authz_config = {"tenant_id": tenant, "client_id": client_id, "storage_account": account, "client_secret": client_secret}
+        cloud.authz_config = {
+            "tenant_id": tenant,
+            "client_id": client_id,
+            "storage_account": account,
+            "client_secret": client_secret,
+        }
         cloud.mode, cloud.secrets = "client_secret", [client_secret, sas]
     return cloud
 
@@ -170,9 +183,7 @@ def _start_gcp(workdir: str, identity: Optional[OidcIdentity]) -> LocalCloud:
     token may use BUCKET only."""
     import json
 
-    import fake_gcs
-    import gcs_auth_proxy
-    import google_sts_server
+    from galaxy_cloud_storage_testing import fake_gcs, gcs_auth_proxy, google_sts_server
 
     key, public_pem = service_account_key(fake_gcs.PROJECT, "galaxy-transfer")
     gcs_port, proxy_port, sts_port = (localgalaxy.free_port() for _ in range(3))
@@ -182,15 +193,24 @@ def _start_gcp(workdir: str, identity: Optional[OidcIdentity]) -> LocalCloud:
         # Download links carry -external-url: the proxy's, so that they go through it too.
         gcs = fake_gcs.start(gcs_port, os.path.join(workdir, "fake_gcs.log"), workdir, external_url=proxy_url)
         cloud.stoppers.append(lambda: localgalaxy.stop(gcs))
-        sts_config = {"providers": [], "service_accounts": [{"email": key["client_email"], "bindings": [], "public_keys": {key["private_key_id"]: public_pem}}]}
+        sts_config = {
+            "providers": [],
+            "service_accounts": [
+                {"email": key["client_email"], "bindings": [], "public_keys": {key["private_key_id"]: public_pem}}
+            ],
+        }
         grants = {f"serviceAccount:{key['client_email']}": {BUCKET: "write"}}
         if identity:
-            sts_config["providers"] = [{"name": GCP_AUDIENCE, "issuer": identity.issuer, "allowed_audiences": [identity.audience]}]
+            sts_config["providers"] = [
+                {"name": GCP_AUDIENCE, "issuer": identity.issuer, "allowed_audiences": [identity.audience]}
+            ]
             grants = {f"principal://iam.googleapis.com/{GCP_POOL}/subject/{identity.subject}": {BUCKET: "write"}}
         sts, sts_url, _ = google_sts_server.start(sts_port, sts_config, workdir)
         cloud.stoppers.append(lambda: localgalaxy.stop(sts))
         fake_gcs.wait_until_up(direct_url, gcs)
-        proxy, _ = gcs_auth_proxy.start(proxy_port, direct_url, sts_url, grants, os.path.join(workdir, "gcs_auth_proxy.log"), workdir)
+        proxy, _ = gcs_auth_proxy.start(
+            proxy_port, direct_url, sts_url, grants, os.path.join(workdir, "gcs_auth_proxy.log"), workdir
+        )
         cloud.stoppers.append(lambda: localgalaxy.stop(proxy))
         cloud.admin = admin = fake_gcs.FakeGcsAdmin(direct_url, sts_url, storage_endpoint=proxy_url)
         admin.create_bucket(BUCKET)
@@ -217,8 +237,14 @@ def service_account_key(project: str, name: str) -> tuple[dict, str]:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private_pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
-    public_pem = private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    private_pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     key = {
         "type": "service_account",
         "project_id": project,
@@ -237,10 +263,10 @@ def _start_swift(workdir: str, identity: Optional[OidcIdentity] = None, keystone
     credential kept in the vault, or with ``identity`` too, Keystone OIDC federation of that login.
     The account's operator may use every container; a second user (no operator) only those shared
     with it."""
-    import swift_aio
+    from galaxy_cloud_storage_testing import swift_aio
 
     if keystone:
-        import keystone_aio
+        from galaxy_cloud_storage_testing import keystone_aio
 
         cluster = keystone_aio.start(os.path.join(workdir, "keystone-swift"), identity=identity)
     else:
@@ -257,14 +283,23 @@ def _start_swift(workdir: str, identity: Optional[OidcIdentity] = None, keystone
         raise
     cloud.settings = admin.plugin_settings()
     if keystone and identity:
-        cloud.authz_config = {"identity_provider": keystone_aio.IDP, "protocol": keystone_aio.PROTOCOL, "project_name": "galaxy"}
+        cloud.authz_config = {
+            "identity_provider": keystone_aio.IDP,
+            "protocol": keystone_aio.PROTOCOL,
+            "project_name": "galaxy",
+        }
         cloud.mode = "oidc_federation"
         cloud.validations_path = cluster.validations_path
         return cloud
     if keystone:
-        cloud.authz_config, cloud.limited_authz_config = cluster.application_credential("alice"), cluster.application_credential("rita")
+        cloud.authz_config, cloud.limited_authz_config = (
+            cluster.application_credential("alice"),
+            cluster.application_credential("rita"),
+        )
         cloud.mode = "application_credential"
-        cloud.secrets = [config["application_credential_secret"] for config in (cloud.authz_config, cloud.limited_authz_config)]
+        cloud.secrets = [
+            config["application_credential_secret"] for config in (cloud.authz_config, cloud.limited_authz_config)
+        ]
         return cloud
     cloud.authz_config = {"swift_user": swift_aio.ADMIN_USER, "swift_key": swift_aio.ADMIN_KEY}
     cloud.limited_authz_config = {"swift_user": swift_aio.READER_USER, "swift_key": swift_aio.READER_KEY}

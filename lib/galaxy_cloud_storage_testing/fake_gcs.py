@@ -17,10 +17,8 @@ import requests
 from google.api_core.exceptions import NotFound
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
-from storage_servers import (
-    StorageAdmin,
-    wait_until,
-)
+
+from galaxy_cloud_storage_testing.storage_servers import StorageAdmin, wait_until
 
 PROJECT = "galaxy-test-project"
 
@@ -43,12 +41,28 @@ def command(port: int, external_url: str | None = None) -> list[str]:
     selfLink), which clients follow; by default its own. Resumable session URLs follow the Host
     header of the request instead."""
     url = external_url or f"http://127.0.0.1:{port}"
-    return [binary(), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port), "-backend", "memory", "-external-url", url, "-log-level", "warn"]
+    return [
+        binary(),
+        "-scheme",
+        "http",
+        "-host",
+        "127.0.0.1",
+        "-port",
+        str(port),
+        "-backend",
+        "memory",
+        "-external-url",
+        url,
+        "-log-level",
+        "warn",
+    ]
 
 
 def start(port: int, log_path: str, cwd: str, external_url: str | None = None, **start_kwargs) -> subprocess.Popen:
     """fake-gcs-server on 127.0.0.1:``port`` (in a session of its own, see localgalaxy.start)."""
-    import localgalaxy  # imports galaxy.tools (about 10 s): only where Galaxy is started anyway
+    from galaxy_cloud_storage_testing import (
+        localgalaxy,  # imports galaxy.tools (about 10 s): only where Galaxy is started anyway
+    )
 
     return localgalaxy.start(command(port, external_url), log_path, cwd, **start_kwargs)
 
@@ -100,7 +114,7 @@ class FakeGcsAdmin(StorageAdmin):
         try:
             return self.client().bucket(bucket).blob(key).download_as_bytes()
         except NotFound:
-            raise KeyError(key)
+            raise KeyError(key) from None
 
     def delete_object(self, bucket: str, key: str) -> None:
         self.client().bucket(bucket).blob(key).delete()
