@@ -1,32 +1,15 @@
 """Request and response models of the plugin's API (seed-compatible, documented for OpenAPI)."""
 
-from datetime import (
-    datetime,
-    timezone,
-)
-from typing import (
-    Annotated,
-    Any,
-    Literal,
-    Optional,
-)
-
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    WithJsonSchema,
-)
-from pydantic_core import PydanticCustomError
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, Optional
 
 from galaxy import exceptions
-from galaxy.schema.fields import (
-    EncodedDatabaseIdField,
-    ensure_valid_id,
-    Security,
-)
+from galaxy.schema.fields import EncodedDatabaseIdField, ensure_valid_id, Security
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from .contracts import GetInputArgs
+from .providers import clouds
 
 # The largest id a Galaxy database can hold (SQLite's and PostgreSQL's 64-bit integers).
 MAX_DATABASE_ID = 2**63 - 1
@@ -66,16 +49,16 @@ DecodedDatabaseIdField = Annotated[
 ]
 UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
 
-ProviderName = Literal["aws", "azure", "gcp", "openstack"]
+ProviderName = Literal[tuple(clouds())]  # type: ignore[valid-type]
 
 ProviderField = Field(
     ...,
-    description="The cloud: `aws` (Amazon S3), `azure` (Azure Blob Storage), `gcp` (Google Cloud Storage) "
-    "or `openstack` (OpenStack Swift).",
+    description="The cloud: " + ", ".join(f"`{name}` ({each.label})" for name, each in clouds().items()) + ".",
 )
 ConfigField = Field(
     ...,
-    description="How Galaxy gets credentials for this cloud, e.g. `{\"role_arn\": \"arn:aws:iam::123456789012:role/galaxy\"}` "
+    description="How Galaxy gets credentials for this cloud, e.g. "
+    '`{"role_arn": "arn:aws:iam::123456789012:role/galaxy"}` '
     "for `aws`. The fields of each provider are described in the plugin's README.",
 )
 AuthnIdField = Field(
@@ -104,7 +87,8 @@ class UpdateCloudAuthzPayload(_Payload):
     )
     config: Optional[dict[str, Any]] = Field(
         None,
-        description="Replaces the whole config. A secret field sent back as `********` (as shown) keeps its stored value.",
+        description="Replaces the whole config. A secret field sent back as `********` (as shown) keeps its "
+        "stored value.",
     )
     authn_id: Optional[DecodedDatabaseIdField] = AuthnIdField
     description: Optional[str] = DescriptionField
@@ -112,7 +96,9 @@ class UpdateCloudAuthzPayload(_Payload):
 
 class CloudAuthzResponse(BaseModel):
     model_class: Literal["CloudAuthz"] = "CloudAuthz"
-    id: EncodedDatabaseIdField = Field(..., description="Encoded id of this authorization (the `authz_id` of get and send).")
+    id: EncodedDatabaseIdField = Field(
+        ..., description="Encoded id of this authorization (the `authz_id` of get and send)."
+    )
     user_id: EncodedDatabaseIdField
     authn_id: Optional[EncodedDatabaseIdField] = Field(None, description="Encoded id of the OIDC identity used.")
     provider: ProviderName
@@ -136,19 +122,15 @@ AuthzIdField = Field(..., description="Encoded id of one of your cloud authoriza
 BucketField = Field(..., description="The bucket (Azure: container; Swift: container).")
 
 
-class GetInputArgs(_Payload):
-    dbkey: str = Field("?", max_length=255, description="Genome build of the new datasets.")
-    file_type: str = Field("auto", max_length=255, description="Datatype of the new datasets; `auto` sniffs each one.")
-    space_to_tab: bool = Field(False, description="Convert runs of spaces to tabs.")
-    to_posix_lines: bool = Field(False, description="Convert line endings to POSIX.")
-
-
 class CloudStorageGetPayload(_Payload):
     history_id: DecodedDatabaseIdField = HistoryIdField
     authz_id: DecodedDatabaseIdField = AuthzIdField
     bucket: BucketName = BucketField
     objects: list[ObjectKey] = Field(
-        ..., min_length=1, max_length=10000, description="Keys of the objects to copy; each becomes one dataset named by its key."
+        ...,
+        min_length=1,
+        max_length=10000,
+        description="Keys of the objects to copy; each becomes one dataset named by its key.",
     )
     input_args: Optional[GetInputArgs] = Field(None, description="How the new datasets are typed.")
 
@@ -184,7 +166,8 @@ class CloudStorageSendPayload(_Payload):
     )
     overwrite_existing: bool = Field(
         False,
-        description="Replace an object of the same name; otherwise the new object's name gets `_%y%m%d_%H%M%S` appended.",
+        description="Replace an object of the same name; otherwise the new object's name gets `_%y%m%d_%H%M%S` "
+        "appended.",
     )
 
 

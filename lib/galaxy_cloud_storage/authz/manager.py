@@ -3,35 +3,20 @@
 import hashlib
 import json
 import logging
-from typing import (
-    Any,
-    Optional,
-)
-
-from pydantic import ValidationError
-from sqlalchemy import select
+from typing import Any, Optional
 
 from galaxy import exceptions
 from galaxy.model import UserAuthnzToken
-from galaxy.security.vault import (
-    is_vault_configured,
-    Vault,
-)
+from galaxy.security.vault import is_vault_configured, Vault
+from pydantic import ValidationError
+from sqlalchemy import select
+
 from ..config import PluginConfig
-from ..model import (
-    CloudAuthz,
-    now,
-)
-from ..schema import (
-    CloudAuthzResponse,
-    CreateCloudAuthzPayload,
-    UpdateCloudAuthzPayload,
-)
-from .configs import (
-    PROVIDER_CONFIGS,
-    ProviderAuthzConfig,
-    REDACTED,
-)
+from ..model import CloudAuthz, now
+from ..providers import cloud
+from ..providers.cloud import RecordNotAllowed
+from ..providers.settings import ProviderAuthzConfig, REDACTED
+from ..schema import CloudAuthzResponse, CreateCloudAuthzPayload, UpdateCloudAuthzPayload
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +72,7 @@ class CloudAuthzManager:
 
     def serialize(self, authz: CloudAuthz) -> CloudAuthzResponse:
         config = dict(authz.config)
-        config.update({field: REDACTED for field in authz.vaulted_fields})
+        config.update(dict.fromkeys(authz.vaulted_fields, REDACTED))
         return CloudAuthzResponse(
             id=authz.id,
             user_id=authz.user_id,
@@ -104,7 +89,9 @@ class CloudAuthzManager:
 
     def create(self, trans, payload: CreateCloudAuthzPayload) -> CloudAuthz:
         provider_config = self._validate_config(payload.provider, payload.config)
-        authn_id = self._resolve_identity(trans, provider_config, payload.authn_id, "authn_id" in payload.model_fields_set)
+        authn_id = self._resolve_identity(
+            trans, provider_config, payload.authn_id, "authn_id" in payload.model_fields_set
+        )
         authz = CloudAuthz(
             user_id=trans.user.id,
             authn_id=authn_id,
@@ -163,10 +150,6 @@ class CloudAuthzManager:
         trans.sa_session.delete(authz)
         trans.sa_session.commit()
 
-    def touch(self, trans, authz: CloudAuthz) -> None:
-        authz.last_activity = now()
-        trans.sa_session.commit()
-
     # -- helpers ---------------------------------------------------------------------------------
 
     def _validate_config(self, provider: str, raw: dict[str, Any]) -> ProviderAuthzConfig:
@@ -176,10 +159,11 @@ class CloudAuthzManager:
             raise exceptions.RequestParameterInvalidException(
                 f"provider: '{provider}' is not enabled on this Galaxy (enabled: {enabled})."
             )
+        plugin = cloud(provider)
         try:
-            provider_config = PROVIDER_CONFIGS[provider].model_validate(raw)
+            provider_config = plugin.authz_config_model.model_validate(raw)
         except ValidationError as e:
-            raise exceptions.RequestParameterInvalidException(format_validation_error(e, "config"))
+            raise exceptions.RequestParameterInvalidException(format_validation_error(e, "config")) from e
         if provider_config.uses_stored_secret:
             secret = ", ".join(provider_config.secret_dict())
             if not settings.allow_stored_secrets:
@@ -192,29 +176,12 @@ class CloudAuthzManager:
                     f"config.{secret}: this Galaxy has no vault to keep secrets in (vault_config_file); "
                     "use the secretless mode instead."
                 )
-        modes = getattr(settings, "authz_modes", None)  # OpenStack: Keystone v3 or Swift's v1 auth
-        if modes is not None and provider_config.mode not in modes:
-            raise exceptions.RequestParameterInvalidException(
-                f"config: this Galaxy's {provider} takes {' or '.join(modes)} authorizations, not {provider_config.mode}."
-            )
-        self._check_endpoints(provider, provider_config)
+        try:
+            plugin.check_record(settings, provider_config)  # modes, endpoints, regions: invariant 4 (docs/design.rst)
+        except RecordNotAllowed as e:
+            where = f"config.{e.field}" if e.field else "config"
+            raise exceptions.RequestParameterInvalidException(f"{where}: {e}") from e
         return provider_config
-
-    def _check_endpoints(self, provider: str, provider_config: ProviderAuthzConfig) -> None:
-        # Invariant 4: a user may name an endpoint only to repeat the admin's, and a region only
-        # where it cannot move the requests out of the admin's AWS partition.
-        if provider == "aws":
-            from ..providers.aws import region_problem
-
-            if problem := region_problem(self.config.providers.aws, getattr(provider_config, "region", None)):
-                raise exceptions.RequestParameterInvalidException(f"config.region: {problem}.")
-        auth_url = getattr(provider_config, "auth_url", None)
-        if auth_url is not None:
-            allowed = str(self.config.providers.openstack.keystone_url)
-            if auth_url.rstrip("/") != allowed.rstrip("/"):
-                raise exceptions.RequestParameterInvalidException(
-                    f"config.auth_url: this Galaxy's Keystone is {allowed}; leave auth_url out or give that URL."
-                )
 
     def _resolve_identity(
         self, trans, provider_config: ProviderAuthzConfig, authn_id: Optional[int], given: bool
@@ -271,7 +238,7 @@ class CloudAuthzManager:
         except Exception:
             log.exception("Could not write a cloud authorization secret to the vault")
             self._delete_secrets(authz, written)
-            raise exceptions.ConfigurationError("Galaxy's vault refused the secret; ask your Galaxy admin.")
+            raise exceptions.ConfigurationError("Galaxy's vault refused the secret; ask your Galaxy admin.") from None
 
     @staticmethod
     def _forget(trans, authz_id: int) -> None:

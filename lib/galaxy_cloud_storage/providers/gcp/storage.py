@@ -1,7 +1,8 @@
-"""Google Cloud Storage, through google-cloud-storage (not cloudbridge).
+"""Google Cloud Storage, through google-cloud-storage (not cloudbridge: README "How each cloud is
+reached").
 
-cloudbridge's GCP provider stays out of this path: it brings nothing a transfer needs and three
-things it must not have. It has no endpoint option (invariant 4 needs the admin's), its
+cloudbridge's GCP provider (4.4.2) stays out of this path: it brings nothing a transfer needs and three
+things it must not have. It has no endpoint option (invariant 4 (docs/design.rst) needs the admin's), its
 ``upload_from_file`` is a single non-resumable request that held about 1.2 GB of memory for a
 200 MB file (invariant 8), and ``iter_content`` makes one ranged GET per MiB. Building it would
 also build clients for the Compute API this plugin never calls. google-cloud-storage, Google's own
@@ -18,16 +19,9 @@ server) nor the project from GOOGLE_CLOUD_PROJECT is ever consulted.
 
 import logging
 import os
-import tempfile
-from dataclasses import (
-    dataclass,
-    field,
-)
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import (
-    Iterator,
-    NoReturn,
-)
+from typing import Iterator
 
 import requests
 from google.api_core import exceptions as api_exceptions
@@ -40,32 +34,17 @@ from google.cloud.storage.exceptions import DataCorruption
 from google.cloud.storage.retry import DEFAULT_RETRY
 from google.oauth2.credentials import Credentials as AccessTokenCredentials
 
-from ..config import GcpSettings
-from .names import GcsNameRules
-from .base import (
-    AccessDenied,
-    BucketNotFound,
-    JsonCredentials,
-    MissingCredentials,
-    ObjectInfo,
-    ObjectNotFound,
-    remove_file,
-    StorageBackend,
-    StorageError,
-)
+from ..storage import AccessDenied, JsonCredentials, ObjectInfo, StorageBackend, StorageError
+from . import GcpCloud, GcpSettings
 
 log = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
-# Uploads go in CHUNK_SIZE pieces (one resumable session, one chunk in memory at a time);
-# downloads in CHUNK_SIZE ranges, CONCURRENCY at a time, each streamed to its place in the file.
-# Memory stays bounded whatever the object's size (invariant 8). A resumable chunk must be a
-# multiple of 256 KiB.
-CHUNK_SIZE = 16 * MiB
+# Uploads go in the admin's chunk_size pieces (one resumable session, one chunk in memory at a time);
+# downloads in ranges of it, CONCURRENCY at a time, each streamed to its place in the file. Memory
+# stays bounded whatever the object's size (invariant 8). google.api_core retries 408/429/5xx and
+# connection errors with exponential backoff for at most the admin's retry_timeout per request (an
+# unreachable endpoint fails after about that long).
 CONCURRENCY = 4
-# google.api_core retries 408/429/5xx and connection errors with exponential backoff; this bounds
-# the time it spends on one request (an unreachable endpoint fails after about this long).
-RETRY_TIMEOUT = 60.0
 REQUEST_TIMEOUT = (10, 120)  # (connect, read) seconds for each HTTP request
 
 
@@ -76,6 +55,9 @@ class GcpCredentials(JsonCredentials):
 
     access_token: str = field(repr=False)
     expiry: datetime | None = None
+
+    def usable(self) -> bool:
+        return bool(self.access_token)
 
 
 def authorized_session(credentials: GcpCredentials, verify) -> AuthorizedSession:
@@ -95,24 +77,15 @@ def authorized_session(credentials: GcpCredentials, verify) -> AuthorizedSession
 
 
 class GcsStorage(StorageBackend):
-    names = GcsNameRules()
+    plugin = GcpCloud
+    credentials_type = GcpCredentials
 
-    def __init__(
-        self,
-        settings: GcpSettings,
-        credentials: GcpCredentials,
-        config: dict,
-        *,
-        chunk_size: int = CHUNK_SIZE,
-        retry_timeout: float = RETRY_TIMEOUT,
-    ) -> None:
-        # Invariant 3: without a token there is nothing to fall back on.
-        if credentials is None or not credentials.access_token:
-            raise MissingCredentials("No Google Cloud access token for this authorization; authorize again.")
+    def __init__(self, settings: GcpSettings, credentials: GcpCredentials, config: dict) -> None:
+        super().__init__(credentials)
         # Invariant 4: the admin's endpoint, never the user's.
         self.endpoint_url = str(settings.storage_endpoint).rstrip("/")
-        self.chunk_size = chunk_size
-        self.retry = DEFAULT_RETRY.with_timeout(retry_timeout)
+        self.chunk_size = settings.chunk_size
+        self.retry = DEFAULT_RETRY.with_timeout(settings.retry_timeout)
         self.session = authorized_session(credentials, settings.verify)
         self.client = storage.Client(
             # An explicit project (None: no project) keeps GOOGLE_CLOUD_PROJECT out; explicit
@@ -130,22 +103,16 @@ class GcsStorage(StorageBackend):
         if getattr(self.client, "_bucket_metadata_cache", None) is not None:
             self.client._bucket_metadata_cache = None
 
-    def check_bucket(self, bucket: str) -> None:
+    def _check_bucket(self, bucket: str) -> None:
         # Listing one object, not GET on the bucket: storage.buckets.get is not part of the object
         # roles (roles/storage.objectViewer, objectAdmin) a user is usually granted on a bucket.
-        try:
-            next(iter(self.client.list_blobs(bucket, max_results=1, retry=self.retry, timeout=REQUEST_TIMEOUT).pages), None)
-        except Exception as e:
-            self._raise(e, "reach", bucket)
+        next(iter(self.client.list_blobs(bucket, max_results=1, retry=self.retry, timeout=REQUEST_TIMEOUT).pages), None)
 
-    def stat(self, bucket: str, key: str) -> ObjectInfo | None:
-        try:
-            blob = self.client.bucket(bucket).get_blob(key, retry=self.retry, timeout=REQUEST_TIMEOUT)
-        except Exception as e:
-            self._raise(e, "read", bucket, key)
+    def _stat(self, bucket: str, key: str) -> ObjectInfo | None:
+        blob = self.client.bucket(bucket).get_blob(key, retry=self.retry, timeout=REQUEST_TIMEOUT)
         return None if blob is None else ObjectInfo(key=key, size=blob.size or 0)
 
-    def list_sizes(self, bucket: str, prefix: str, limit: int) -> Iterator[tuple[str, int]]:
+    def _list_sizes(self, bucket: str, prefix: str, limit: int) -> Iterator[tuple[str, int]]:
         blobs = self.client.list_blobs(
             bucket, prefix=prefix or None, max_results=limit, page_size=1000,
             fields="items(name,size),nextPageToken", retry=self.retry, timeout=REQUEST_TIMEOUT,
@@ -153,79 +120,51 @@ class GcsStorage(StorageBackend):
         for blob in blobs:
             yield blob.name, blob.size or 0
 
-    def download(self, bucket: str, key: str, path: str) -> int:
-        directory, name = os.path.split(os.path.abspath(path))
-        fd, partial = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
-        os.close(fd)
-        try:
-            blob = self.client.bucket(bucket).blob(key)
-            blob.reload(retry=self.retry, timeout=REQUEST_TIMEOUT)  # size, generation and CRC32C
-            # Ranges of CHUNK_SIZE, CONCURRENCY threads (the library's default is processes), each
-            # streamed into its place in the file; the whole is checked against the object's CRC32C.
-            transfer_manager.download_chunks_concurrently(
-                blob,
-                partial,
-                chunk_size=self.chunk_size,
-                worker_type=transfer_manager.THREAD,
-                max_workers=CONCURRENCY,
-                crc32c_checksum=blob.crc32c is not None,
-                download_kwargs={
-                    # Every range from the generation measured above: an object replaced meanwhile
-                    # fails the download (412) instead of mixing two versions.
-                    "if_generation_match": blob.generation,
-                    # The stored bytes, as S3 gives them: no decompressive transcoding of gzip objects.
-                    "raw_download": True,
-                    "retry": self.retry,
-                    "timeout": REQUEST_TIMEOUT,
-                },
-            )
-            os.replace(partial, path)
-        except BaseException as e:
-            # ``path`` may have existed before (Galaxy creates its output files): a failed download
-            # must not leave anything there that looks like the object.
-            remove_file(partial)
-            remove_file(path)
-            if isinstance(e, Exception):
-                self._raise(e, "download", bucket, key)
-            raise
-        return os.path.getsize(path)
+    def _download_into(self, bucket: str, key: str, partial: str) -> int:
+        blob = self.client.bucket(bucket).blob(key)
+        blob.reload(retry=self.retry, timeout=REQUEST_TIMEOUT)  # size, generation and CRC32C
+        # Ranges of chunk_size, CONCURRENCY threads (the library's default is processes), each
+        # streamed into its place in the file; the whole is checked against the object's CRC32C.
+        transfer_manager.download_chunks_concurrently(
+            blob,
+            partial,
+            chunk_size=self.chunk_size,
+            worker_type=transfer_manager.THREAD,
+            max_workers=CONCURRENCY,
+            crc32c_checksum=blob.crc32c is not None,
+            download_kwargs={
+                # Every range from the generation measured above: an object replaced meanwhile
+                # fails the download (412) instead of mixing two versions.
+                "if_generation_match": blob.generation,
+                # The stored bytes, as S3 gives them: no decompressive transcoding of gzip objects.
+                "raw_download": True,
+                "retry": self.retry,
+                "timeout": REQUEST_TIMEOUT,
+            },
+        )
+        return os.path.getsize(partial)
 
-    def upload(self, path: str, bucket: str, key: str) -> int:
-        try:
-            size = os.path.getsize(path)
-            source = open(path, "rb")
-        except OSError as e:
-            raise StorageError(f"Cannot read {path} to send it to '{key}' in bucket '{bucket}': {e.strerror}") from e
+    def _upload(self, path: str, size: int, bucket: str, key: str) -> None:
         # A resumable upload in chunk_size pieces (objects up to 8 MiB go in one multipart request).
         # The object appears only when the last chunk is accepted and its CRC32C matches the file's:
         # an upload that fails before leaves no object, only an unfinished session that GCS drops
         # after a week (invariant 7). On a CRC32C mismatch the library deletes the object it made.
         blob = self.client.bucket(bucket).blob(key, chunk_size=self.chunk_size)
-        try:
-            with source:
-                blob.upload_from_file(source, size=size, checksum="crc32c", retry=self.retry, timeout=REQUEST_TIMEOUT)
-        except Exception as e:
-            self._raise(e, "upload", bucket, key)
-        return size
+        with open(path, "rb") as source:
+            blob.upload_from_file(source, size=size, checksum="crc32c", retry=self.retry, timeout=REQUEST_TIMEOUT)
 
     # -- errors -------------------------------------------------------------------------------
 
-    def _raise(self, error: Exception, action: str, bucket: str, key: str | None = None) -> NoReturn:
-        """Raise a StorageError saying what failed and why, fit for a user; unknown errors pass as they are."""
-        mapped = self._storage_error(error, action, bucket, key)
-        if mapped is None:
-            raise error
-        raise mapped from error
-
-    def _storage_error(self, error: Exception, action: str, bucket: str, key: str | None) -> StorageError | None:
-        what = f"object '{key}' in bucket '{bucket}'" if key is not None else f"bucket '{bucket}'"
+    def _storage_error(
+        self, error: Exception, action: str, bucket: str, key: str | None, what: str
+    ) -> StorageError | None:
         if isinstance(error, RetryError) and error.cause is not None:
             error = error.cause  # retries ran out: say why the last attempt failed
         if isinstance(error, api_exceptions.NotFound):
             # GCS's 404 body does not say whether the bucket or the object is missing.
             if key is None or not self._bucket_exists(bucket):
-                return BucketNotFound(f"Bucket '{bucket}' does not exist")
-            return ObjectNotFound(f"Object '{key}' does not exist in bucket '{bucket}'")
+                return self._missing_bucket(bucket)
+            return self._missing_object(bucket, key)
         if isinstance(error, api_exceptions.Unauthorized):
             return AccessDenied(
                 f"Access to {what} denied (HTTP 401): the authorization's Google Cloud access token "
@@ -244,13 +183,18 @@ class GcsStorage(StorageBackend):
         if isinstance(error, api_exceptions.GoogleAPICallError):
             return StorageError(f"Could not {action} {what}: HTTP {error.code} {_server_message(error)}")
         if isinstance(error, (requests.ConnectionError, requests.Timeout, auth_exceptions.TransportError)):
-            return StorageError(f"Could not {action} {what}: the Google Cloud Storage endpoint {self.endpoint_url} is unreachable")
+            return StorageError(
+                f"Could not {action} {what}: the Google Cloud Storage endpoint {self.endpoint_url} is unreachable"
+            )
         if isinstance(error, RetryError):
-            return StorageError(f"Could not {action} {what}: the Google Cloud Storage endpoint {self.endpoint_url} did not answer in time")
+            return StorageError(
+                f"Could not {action} {what}: the Google Cloud Storage endpoint {self.endpoint_url} "
+                "did not answer in time"
+            )
         if isinstance(error, auth_exceptions.GoogleAuthError):
-            return AccessDenied(f"Access to {what} denied: the authorization's Google Cloud credentials are not usable; authorize again")
-        if isinstance(error, OSError):
-            return StorageError(f"Could not {action} {what}: {error.strerror or error}")
+            return AccessDenied(
+                f"Access to {what} denied: the authorization's Google Cloud credentials are not usable; authorize again"
+            )
         if isinstance(error, ValueError) and action == "upload":  # the file got shorter while being sent
             return StorageError(f"Could not {action} {what}: the file changed while it was being sent")
         if isinstance(error, ValueError):
@@ -259,7 +203,10 @@ class GcsStorage(StorageBackend):
 
     def _bucket_exists(self, bucket: str) -> bool:
         try:
-            next(iter(self.client.list_blobs(bucket, max_results=1, retry=self.retry, timeout=REQUEST_TIMEOUT).pages), None)
+            next(
+                iter(self.client.list_blobs(bucket, max_results=1, retry=self.retry, timeout=REQUEST_TIMEOUT).pages),
+                None,
+            )
         except api_exceptions.NotFound:
             return False
         except Exception:

@@ -12,12 +12,8 @@ the vault, sent to the admin's ``v1_auth_url``; the storage URL is the one that 
 """
 
 import logging
-from datetime import (
-    datetime,
-    timedelta,
-    timezone,
-)
-from typing import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Optional
 
 import requests
 from galaxy import exceptions
@@ -25,15 +21,19 @@ from keystoneauth1 import exceptions as ks_exceptions
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
-from ..config import OpenStackSettings
-from ..providers import quiet_sdk_debug_logging
-from ..providers.openstack import SwiftCredentials
-from .configs import OpenStackAuthzConfig
-from .errors import ReauthenticationRequired
+from ...authz.errors import ReauthenticationRequired
+from ..cloud import OidcLogin, quiet_sdk_debug_logging
+from . import OpenStackAuthzConfig, OpenStackSettings
+from .storage import SwiftCredentials
 
 log = logging.getLogger(__name__)
 
 TIMEOUT = 30  # seconds for each request to Keystone or the v1 auth endpoint
+
+
+def mint(settings: OpenStackSettings, config: OpenStackAuthzConfig, login: Optional[OidcLogin]) -> SwiftCredentials:
+    """Cloud.mint: the user's access token is asked for only where the record's mode exchanges it."""
+    return openstack_credentials(settings, config, lambda: login.access_token())
 
 
 def openstack_credentials(
@@ -55,7 +55,7 @@ def openstack_credentials(
 
 
 def keystone_v3_url(settings: OpenStackSettings) -> str:
-    """The admin's Keystone URL, ending in /v3 as keystoneauth's v3 plugins need (invariant 4:
+    """The admin's Keystone URL, ending in /v3 as keystoneauth's v3 plugins need (invariant 4 (docs/design.rst):
     a record's own auth_url is never used; the manager only lets it repeat this one)."""
     if settings.keystone_url is None:
         raise exceptions.ServerNotConfiguredForRequest("providers.openstack.keystone_url is not configured.")
@@ -63,7 +63,9 @@ def keystone_v3_url(settings: OpenStackSettings) -> str:
     return url if url.endswith("/v3") else f"{url}/v3"
 
 
-def _keystone(settings: OpenStackSettings, config: OpenStackAuthzConfig, access_token: Callable[[], str]) -> SwiftCredentials:
+def _keystone(
+    settings: OpenStackSettings, config: OpenStackAuthzConfig, access_token: Callable[[], str]
+) -> SwiftCredentials:
     auth_url = keystone_v3_url(settings)
     federated = config.mode == "oidc_federation"
     session = ks_session.Session(verify=settings.verify, timeout=TIMEOUT)
@@ -78,27 +80,31 @@ def _keystone(settings: OpenStackSettings, config: OpenStackAuthzConfig, access_
                 application_credential_id=config.application_credential_id,
                 application_credential_secret=config.application_credential_secret,
             ).get_access(session)
-        storage_url = access.service_catalog.url_for(service_type="object-store", interface="public", region_name=region)
+        storage_url = access.service_catalog.url_for(
+            service_type="object-store", interface="public", region_name=region
+        )
     except ks_exceptions.Unauthorized as e:
         if federated:  # the login was accepted (_federated_access): the project was not
-            raise _project_refused(config, e)
+            raise _project_refused(config, e) from e
         raise exceptions.ItemAccessibilityException(
             "Keystone refused the application credential of this authorization (wrong, expired or deleted); "
             "create a new one and update the authorization."
-        )
+        ) from e
     except (ks_exceptions.Forbidden, ks_exceptions.NotFound) as e:
-        raise _project_refused(config, e)
+        raise _project_refused(config, e) from e
     except (ks_exceptions.EndpointNotFound, ks_exceptions.EmptyCatalog):
         where = f" in region '{region}'" if region else ""
         raise exceptions.ItemAccessibilityException(
             f"Keystone's catalog for this project has no public object-store (Swift) endpoint{where}."
-        )
+        ) from None
     except (ks_exceptions.ConnectionError, ks_exceptions.RetriableConnectionFailure) as e:
         log.warning("Keystone at %s unreachable: %s", auth_url, type(e).__name__)
-        raise exceptions.UpstreamProxyError(f"Keystone ({auth_url}) could not be reached; try again later.")
+        raise exceptions.UpstreamProxyError(f"Keystone ({auth_url}) could not be reached; try again later.") from e
     except ks_exceptions.HttpError as e:
         log.warning("Keystone at %s answered HTTP %s", auth_url, e.http_status)
-        raise exceptions.UpstreamProxyError(f"Keystone ({auth_url}) answered HTTP {e.http_status}; try again later.")
+        raise exceptions.UpstreamProxyError(
+            f"Keystone ({auth_url}) answered HTTP {e.http_status}; try again later."
+        ) from e
     if not storage_url:
         raise exceptions.ItemAccessibilityException("Keystone's catalog for this project has no object-store endpoint.")
     return SwiftCredentials(storage_url, access.auth_token, access.expires)
@@ -127,7 +133,7 @@ def _federated_access(auth_url: str, config: OpenStackAuthzConfig, access_token:
         raise ReauthenticationRequired(
             f"Keystone did not accept your login for identity provider '{config.identity_provider}'; "
             "log in to Galaxy again. If this persists, the Keystone mapping may not admit your identity."
-        )
+        ) from None
     scoped = v3.Token(
         auth_url,
         unscoped.auth_token,
@@ -158,7 +164,9 @@ def _swift_v1(settings: OpenStackSettings, config: OpenStackAuthzConfig) -> Swif
         )
     except requests.RequestException as e:
         log.warning("Swift v1 auth at %s unreachable: %s", auth_url, type(e).__name__)
-        raise exceptions.UpstreamProxyError(f"Swift's auth endpoint ({auth_url}) could not be reached; try again later.")
+        raise exceptions.UpstreamProxyError(
+            f"Swift's auth endpoint ({auth_url}) could not be reached; try again later."
+        ) from e
     if response.status_code in (401, 403):
         raise exceptions.ItemAccessibilityException(
             f"Swift refused the key of user '{config.swift_user}' (HTTP {response.status_code}); "

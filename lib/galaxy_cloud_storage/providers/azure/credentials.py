@@ -7,40 +7,24 @@
 - sas: the user's SAS token, passed through.
 
 The job gets only the access token (or the SAS), never the id_token nor the client secret.
-azure-identity is used with the authority and CA bundle of the admin's settings only (invariant 4),
+azure-identity is used with the authority and CA bundle of the admin's settings only (invariant 4, docs/design.rst),
 never with its environment-reading credentials (invariant 3).
 """
 
 import logging
 import re
-from datetime import (
-    datetime,
-    timezone,
-)
-from typing import (
-    Any,
-    Callable,
-)
+from datetime import datetime, timezone
+from typing import Any, Callable, Optional
 
-from azure.core.exceptions import (
-    ClientAuthenticationError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
-from azure.identity import (
-    ClientAssertionCredential,
-    ClientSecretCredential,
-)
 import requests
-
+from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError, ServiceResponseError
+from azure.identity import ClientAssertionCredential, ClientSecretCredential
 from galaxy import exceptions
-from ..config import AzureSettings
-from ..providers.azure import (
-    AzureCredentials,
-    STORAGE_SCOPE,
-)
-from .configs import AzureAuthzConfig
-from .errors import ReauthenticationRequired
+
+from ...authz.errors import ReauthenticationRequired
+from ..cloud import OidcLogin, quiet_sdk_debug_logging
+from . import AzureAuthzConfig, AzureSettings
+from .storage import AzureCredentials, STORAGE_SCOPE
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +37,17 @@ ASSERTION_REJECTED = {
 _AADSTS = re.compile(r"AADSTS(\d+)")
 
 
-def azure_credentials(settings: AzureSettings, config: AzureAuthzConfig, id_token: Callable[[], str]) -> AzureCredentials:
+def mint(settings: AzureSettings, config: AzureAuthzConfig, login: Optional[OidcLogin]) -> AzureCredentials:
+    """Cloud.mint: the user's id_token is asked for only where the record's mode exchanges it."""
+    return azure_credentials(settings, config, lambda: login.id_token())
+
+
+def azure_credentials(
+    settings: AzureSettings, config: AzureAuthzConfig, id_token: Callable[[], str]
+) -> AzureCredentials:
     """Exchange the record's credential for an Azure Storage access token (or pass its SAS).
     ``id_token`` is called only in federated mode, and only when the exchange happens."""
+    quiet_sdk_debug_logging()
     if config.mode == "sas":
         return AzureCredentials(sas_token=config.sas_token)
     if config.mode == "client_secret":
@@ -68,7 +60,9 @@ def azure_credentials(settings: AzureSettings, config: AzureAuthzConfig, id_toke
             credential._regional_authority = None
     else:
         # azure-identity posts the assertion itself to {authority}/{tenant}/oauth2/v2.0/token.
-        credential = ClientAssertionCredential(config.tenant_id, config.client_id, id_token, **_identity_options(settings))
+        credential = ClientAssertionCredential(
+            config.tenant_id, config.client_id, id_token, **_identity_options(settings)
+        )
     try:
         with credential:
             token = credential.get_token(STORAGE_SCOPE)
@@ -127,7 +121,9 @@ def _refusal(error: ClientAuthenticationError, config: AzureAuthzConfig, authori
         return exceptions.UpstreamProxyError(f"Microsoft Entra at {authority} failed (HTTP {status}); try again later.")
     if code is None and _unanswered(error):
         # MSAL (client_secret mode) reports a connection failure as an authentication error.
-        return exceptions.UpstreamProxyError(f"The Microsoft Entra authority {authority} could not be reached; try again later.")
+        return exceptions.UpstreamProxyError(
+            f"The Microsoft Entra authority {authority} could not be reached; try again later."
+        )
     cause = f"AADSTS{code}" if code else "no error code"
     if config.mode == "federated" and code in ASSERTION_REJECTED:
         return ReauthenticationRequired(
@@ -146,5 +142,7 @@ def _refusal(error: ClientAuthenticationError, config: AzureAuthzConfig, authori
             "provider), subject (your login's subject) and audience"
         )
     else:
-        hint = f"check tenant_id {config.tenant_id} and client_id {config.client_id}, and the app's federated credential"
+        hint = (
+            f"check tenant_id {config.tenant_id} and client_id {config.client_id}, and the app's federated credential"
+        )
     return exceptions.ItemAccessibilityException(f"Microsoft Entra refused to issue a storage token ({cause}): {hint}.")

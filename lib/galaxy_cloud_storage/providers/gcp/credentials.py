@@ -1,6 +1,6 @@
 """Google Cloud: the user's authorization record -> a short-lived OAuth 2.0 access token.
 
-Two modes (authz.configs.GcpAuthzConfig):
+Two modes (GcpAuthzConfig, in this package):
 
 - ``workload_identity``: workload identity federation. The user's OIDC id_token is the subject
   token of an RFC 8693 exchange at Google's STS (``settings.token_url``) for the pool provider
@@ -10,7 +10,7 @@ Two modes (authz.configs.GcpAuthzConfig):
   object, never from a file or URL the user chose.
 - ``service_account_key``: a key from Galaxy's vault, exchanged by the JWT-bearer grant at the
   admin's ``settings.oauth2_token_url``: the key file's own ``token_uri`` is written by the user and
-  is ignored (invariant 4), as is its ``universe_domain`` (which would switch google-auth to
+  is ignored (invariant 4, docs/design.rst), as is its ``universe_domain`` (which would switch google-auth to
   self-signed tokens).
 
 Every endpoint is the admin's; google-auth's default-credential lookup (environment, gcloud files,
@@ -20,25 +20,20 @@ the GCE metadata server) is never called (invariant 3). Tokens are never logged.
 import json
 import logging
 from collections.abc import Callable
-from datetime import (
-    UTC,
-)
+from datetime import UTC
+from typing import Optional
 
 import requests
 from galaxy import exceptions
-from google.auth import (
-    exceptions as auth_exceptions,
-)
-from google.auth import (
-    identity_pool,
-)
+from google.auth import exceptions as auth_exceptions
+from google.auth import identity_pool
 from google.auth.transport.requests import Request
 from google.oauth2 import service_account
 
-from ..config import GcpSettings
-from ..providers.gcp import GcpCredentials
-from .configs import GcpAuthzConfig
-from .errors import ReauthenticationRequired
+from ...authz.errors import ReauthenticationRequired
+from ..cloud import OidcLogin, quiet_sdk_debug_logging
+from . import GcpAuthzConfig, GcpSettings
+from .storage import GcpCredentials
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +53,18 @@ class _IdTokenSupplier(identity_pool.SubjectTokenSupplier):
         return self._id_token()
 
 
+def mint(settings: GcpSettings, config: GcpAuthzConfig, login: Optional[OidcLogin]) -> GcpCredentials:
+    """Cloud.mint: the user's id_token is asked for only where the record's mode exchanges it."""
+    return gcp_credentials(settings, config, lambda: login.id_token())
+
+
 def gcp_credentials(settings: GcpSettings, config: GcpAuthzConfig, id_token: Callable[[], str]) -> GcpCredentials:
     """Exchange the record's credential for a short-lived access token to Cloud Storage.
 
     Raises ReauthenticationRequired (401) when Google refuses the user's login token,
     ItemAccessibilityException (403) when the identity may not get a token (with what to check),
     UpstreamProxyError (502) when the token endpoints cannot be reached."""
+    quiet_sdk_debug_logging()
     if config.mode == "service_account_key":
         credentials = _service_account_key_credentials(settings, config.service_account_key or "")
     else:
@@ -78,9 +79,9 @@ def gcp_credentials(settings: GcpSettings, config: GcpAuthzConfig, id_token: Cal
         log.warning("Google token endpoint unreachable: %s", type(e).__name__)
         raise exceptions.UpstreamProxyError(
             "Google's token service could not be reached; try again later, or ask the admin to check its address."
-        )
+        ) from e
     except (auth_exceptions.RefreshError, auth_exceptions.OAuthError) as e:  # STS raises the latter
-        raise _refusal(e, config)
+        raise _refusal(e, config) from e
     finally:
         session.close()
     if not credentials.token:
@@ -91,7 +92,9 @@ def gcp_credentials(settings: GcpSettings, config: GcpAuthzConfig, id_token: Cal
     return GcpCredentials(access_token=credentials.token, expiry=expiry)
 
 
-def _federated_credentials(settings: GcpSettings, config: GcpAuthzConfig, id_token: Callable[[], str]) -> identity_pool.Credentials:
+def _federated_credentials(
+    settings: GcpSettings, config: GcpAuthzConfig, id_token: Callable[[], str]
+) -> identity_pool.Credentials:
     impersonation_url = None
     if config.service_account:
         base = str(settings.iam_credentials_endpoint).rstrip("/")
@@ -116,7 +119,7 @@ def _service_account_key_credentials(settings: GcpSettings, key_json: str) -> se
     except (ValueError, KeyError, TypeError):  # never echo the key's content
         raise exceptions.RequestParameterInvalidException(
             "The stored service account key is not a usable key file; update the authorization with a new key."
-        )
+        ) from None
     return credentials.with_token_uri(str(settings.oauth2_token_url))
 
 

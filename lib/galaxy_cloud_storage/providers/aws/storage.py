@@ -1,7 +1,8 @@
 """Amazon S3 and S3-compatible endpoints, through boto3: an S3 client on an isolated session, and
 s3transfer for the objects.
 
-cloudbridge's AWS provider is not used. Its object API cannot give a user a true answer or bounded
+cloudbridge's AWS provider is not used (measured with cloudbridge 4.4.2, README "How each cloud is
+reached"). Its object API cannot give a user a true answer or bounded
 transfers: ``buckets.get`` returns a bucket even on 403, ``objects.get`` returns None on any error
 (missing, denied and unreachable all look alike), ``objects.list`` walks the whole bucket
 client-side for each page, and its multipart settings are process-global, shared by every user's
@@ -15,53 +16,25 @@ import functools
 import logging
 import os
 import threading
-from dataclasses import (
-    dataclass,
-    field,
-)
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import (
-    Iterator,
-    NoReturn,
-    Optional,
-)
+from typing import Iterator, Optional
 
 import boto3
 import botocore.loaders
 import botocore.session
-from boto3.exceptions import (
-    RetriesExceededError,
-    S3UploadFailedError,
-)
+from boto3.exceptions import RetriesExceededError, S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-)
+from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError
 
-from ..config import AwsSettings
-from .names import S3NameRules
-from .base import (
-    AccessDenied,
-    BucketNotFound,
-    JsonCredentials,
-    MissingCredentials,
-    ObjectInfo,
-    ObjectNotFound,
-    remove_file,
-    StorageBackend,
-    StorageError,
-)
+from ..storage import AccessDenied, JsonCredentials, ObjectInfo, StorageBackend, StorageError
+from . import AwsCloud, AwsSettings
 
 log = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
-# Objects above PART_SIZE move in PART_SIZE parts, CONCURRENCY at a time: memory stays bounded by
-# roughly CONCURRENCY parts whatever the object's size (invariant 8).
-PART_SIZE = 16 * MiB
+# Objects above the admin's part_size move in parts of it, CONCURRENCY at a time: memory stays
+# bounded by roughly CONCURRENCY parts whatever the object's size (invariant 8, docs/design.rst).
 CONCURRENCY = 4
 DEFAULT_REGION = "us-east-1"
 # botocore's 'standard' mode retries throttling, 5xx and connection errors with backoff.
@@ -86,6 +59,9 @@ class AwsCredentials(JsonCredentials):
     secret_access_key: str = field(repr=False)
     session_token: Optional[str] = field(default=None, repr=False)
     expiration: Optional[datetime] = None
+
+    def usable(self) -> bool:
+        return bool(self.access_key_id and self.secret_access_key)
 
 
 # Parsing botocore's service models costs 0.3-0.5 s per session; one loader for the process keeps
@@ -140,20 +116,12 @@ def region_problem(settings: AwsSettings, region: Optional[str]) -> Optional[str
 
 
 class AwsStorage(StorageBackend):
-    names = S3NameRules()
+    plugin = AwsCloud
+    credentials_type = AwsCredentials
 
-    def __init__(
-        self,
-        settings: AwsSettings,
-        credentials: AwsCredentials,
-        config: Optional[dict] = None,
-        *,
-        part_size: int = PART_SIZE,
-    ) -> None:
+    def __init__(self, settings: AwsSettings, credentials: AwsCredentials, config: Optional[dict] = None) -> None:
         """``config``: the authorization record's public part; its ``region`` wins over the admin's."""
-        # Invariant 3: an empty key would make boto3 look for the server's own identity.
-        if credentials is None or not credentials.access_key_id or not credentials.secret_access_key:
-            raise MissingCredentials("No AWS access key and secret for this authorization; authorize again.")
+        super().__init__(credentials)
         # Invariant 4: the endpoint is the admin's (None: AWS itself), never the user's.
         self.endpoint_url = str(settings.s3_endpoint_url).rstrip("/") if settings.s3_endpoint_url else None
         if problem := region_problem(settings, (config or {}).get("region")):
@@ -189,31 +157,26 @@ class AwsStorage(StorageBackend):
             "s3", region_name=self.region, endpoint_url=self.endpoint_url, config=client_config
         )
         self.transfer_config = TransferConfig(
-            multipart_threshold=part_size,
-            multipart_chunksize=part_size,
+            multipart_threshold=settings.part_size,
+            multipart_chunksize=settings.part_size,
             max_concurrency=CONCURRENCY,
             use_threads=True,
             preferred_transfer_client="classic",  # not the CRT client, which has its own settings
         )
 
-    def check_bucket(self, bucket: str) -> None:
-        try:
-            self.client.head_bucket(Bucket=bucket)
-        except Exception as e:
-            self._raise(e, "reach", bucket)
+    def _check_bucket(self, bucket: str) -> None:
+        self.client.head_bucket(Bucket=bucket)
 
-    def stat(self, bucket: str, key: str) -> Optional[ObjectInfo]:
+    def _stat(self, bucket: str, key: str) -> Optional[ObjectInfo]:
         try:
             head = self.client.head_object(Bucket=bucket, Key=key)
         except ClientError as e:
             if _status(e) == 404:  # (AWS answers 403 instead when s3:ListBucket is not allowed)
                 return None
-            self._raise(e, "read", bucket, key)
-        except Exception as e:
-            self._raise(e, "read", bucket, key)
+            raise
         return ObjectInfo(key=key, size=head["ContentLength"])
 
-    def list_sizes(self, bucket: str, prefix: str, limit: int) -> Iterator[tuple[str, int]]:
+    def _list_sizes(self, bucket: str, prefix: str, limit: int) -> Iterator[tuple[str, int]]:
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=bucket, Prefix=prefix, PaginationConfig={"MaxItems": limit, "PageSize": 1000}
         )
@@ -221,40 +184,18 @@ class AwsStorage(StorageBackend):
             for item in page.get("Contents", []):
                 yield item["Key"], item["Size"]
 
-    def download(self, bucket: str, key: str, path: str) -> int:
-        try:
-            # s3transfer writes a temporary file beside ``path`` and renames it when complete.
-            self.client.download_file(bucket, key, path, Config=self.transfer_config)
-        except BaseException as e:
-            # ``path`` may have existed before (Galaxy creates its output files): a failed download
-            # must not leave anything there that looks like the object.
-            remove_file(path)
-            if isinstance(e, Exception):
-                self._raise(e, "download", bucket, key)
-            raise
-        return os.path.getsize(path)
+    def _download_into(self, bucket: str, key: str, partial: str) -> int:
+        # s3transfer writes a temporary file beside ``partial`` and renames it when complete.
+        self.client.download_file(bucket, key, partial, Config=self.transfer_config)
+        return os.path.getsize(partial)
 
-    def upload(self, path: str, bucket: str, key: str) -> int:
-        try:
-            size = os.path.getsize(path)
-        except OSError as e:
-            raise StorageError(f"Cannot read {path} to send it to '{key}' in bucket '{bucket}': {e.strerror}") from e
-        try:
-            # On any failure s3transfer aborts the multipart upload, so no hidden parts are left.
-            self.client.upload_file(path, bucket, key, Config=self.transfer_config)
-        except Exception as e:
-            self._raise(e, "upload", bucket, key)
-        return size
+    def _upload(self, path: str, size: int, bucket: str, key: str) -> None:
+        # On any failure s3transfer aborts the multipart upload, so no hidden parts are left.
+        self.client.upload_file(path, bucket, key, Config=self.transfer_config)
 
-    def _raise(self, error: Exception, action: str, bucket: str, key: Optional[str] = None) -> NoReturn:
-        """Raise a StorageError saying what failed and why, fit for a user; unknown errors pass as they are."""
-        mapped = self._storage_error(error, action, bucket, key)
-        if mapped is None:
-            raise error
-        raise mapped from error
-
-    def _storage_error(self, error: Exception, action: str, bucket: str, key: Optional[str]) -> Optional[StorageError]:
-        what = f"object '{key}' in bucket '{bucket}'" if key is not None else f"bucket '{bucket}'"
+    def _storage_error(
+        self, error: Exception, action: str, bucket: str, key: Optional[str], what: str
+    ) -> Optional[StorageError]:
         # boto3 wraps client errors of uploads, and download retries, in exceptions of its own.
         if isinstance(error, S3UploadFailedError) and isinstance(error.__context__, ClientError):
             error = error.__context__
@@ -264,9 +205,9 @@ class AwsStorage(StorageBackend):
             code = error.response.get("Error", {}).get("Code", "")
             message = error.response.get("Error", {}).get("Message") or code
             if code == "NoSuchBucket" or (_status(error) == 404 and key is None):
-                return BucketNotFound(f"Bucket '{bucket}' does not exist")
+                return self._missing_bucket(bucket)
             if _status(error) == 404 or code == "NoSuchKey":
-                return ObjectNotFound(f"Object '{key}' does not exist in bucket '{bucket}'")
+                return self._missing_object(bucket, key)
             if _status(error) == 403 or code in DENIED_CODES:
                 # A HEAD's error has no body: its code is only the HTTP status.
                 reason = code if code and not code.isdigit() else f"HTTP {_status(error)}"
@@ -276,11 +217,11 @@ class AwsStorage(StorageBackend):
                 )
             return StorageError(f"Could not {action} {what}: {code} {message}")
         if isinstance(error, (EndpointConnectionError, ConnectTimeoutError)):
-            return StorageError(f"Could not {action} {what}: the S3 endpoint {self.client.meta.endpoint_url} is unreachable")
+            return StorageError(
+                f"Could not {action} {what}: the S3 endpoint {self.client.meta.endpoint_url} is unreachable"
+            )
         if isinstance(error, BotoCoreError):
             return StorageError(f"Could not {action} {what}: {error}")
-        if isinstance(error, OSError):
-            return StorageError(f"Could not {action} {what}: {error.strerror or error}")
         return None
 
 

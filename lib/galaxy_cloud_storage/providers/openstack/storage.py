@@ -1,17 +1,18 @@
 """OpenStack Swift, through python-swiftclient directly: a token and a storage URL, nothing else.
 
-cloudbridge's OpenStack provider is not used. Its ``upload_from_file`` and ``delete`` swap a
-module-global swiftclient function (``swiftclient.client.get_auth``) for the time of the call, so
-two users' transfers in one process (a job handler, a web worker) could authenticate as each other;
-its large uploads write SLO segments into the user's own container, where they show in listings
-and stay behind when an upload fails; and building it without ``os_zone_name`` contacts Keystone.
-Here each backend holds one user's token and storage URL (from authz.openstack, minted from the
-admin's Keystone or v1 auth), and each thread its own ``swiftclient.client.Connection`` (they are not
-thread-safe). ``swiftclient.service.SwiftService`` is not used either: its defaults come from OS_*
-environment variables, the server's own identity (invariant 3).
+cloudbridge's OpenStack provider is not used (README "How each cloud is reached"). In 4.4.2 its
+``upload_from_file`` and ``delete`` swap a module-global swiftclient function
+(``swiftclient.client.get_auth``) for the time of the call, so two users' transfers in one process
+(a job handler, a web worker) could authenticate as each other; its large uploads write SLO segments
+into the user's own container, where they show in listings and stay behind when an upload fails; and
+building it without ``os_zone_name`` contacts Keystone. Here each backend holds one user's token and
+storage URL (minted by credentials.py at the admin's Keystone or v1 auth), and each thread its
+own ``swiftclient.client.Connection`` (they are not thread-safe).
+``swiftclient.service.SwiftService`` is not used either: its defaults come from OS_* environment
+variables, the server's own identity (invariant 3, docs/design.rst).
 
 Large objects go up as a Static Large Object, as the ``swift`` CLI does it: segments of
-``SEGMENT_SIZE`` in ``<container>_segments``, ``CONCURRENCY`` at a time, each streamed from the file
+the admin's ``segment_size`` in ``<container>_segments``, ``CONCURRENCY`` at a time, each streamed from the file
 (memory stays bounded whatever the size, invariant 8), then the manifest. A failed upload deletes
 the segments it wrote and writes no manifest (invariant 7); a successful one over a large object
 deletes the replaced version's segments.
@@ -20,56 +21,28 @@ deletes the replaced version's segments.
 import json
 import logging
 import math
-import os
 import queue
-import tempfile
 import threading
 import time
 import uuid
-from concurrent.futures import (
-    FIRST_EXCEPTION,
-    ThreadPoolExecutor,
-    wait,
-)
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import (
-    dataclass,
-    field,
-)
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import (
-    Iterator,
-    NoReturn,
-    Optional,
-)
-from urllib.parse import (
-    unquote,
-    urlsplit,
-)
+from typing import Iterator, Optional
+from urllib.parse import unquote, urlsplit
 
 from requests.exceptions import RequestException
 from swiftclient.client import Connection
 from swiftclient.exceptions import ClientException
 from swiftclient.utils import LengthWrapper
 
-from ..config import OpenStackSettings
-from .names import SwiftNameRules
-from .base import (
-    AccessDenied,
-    BucketNotFound,
-    JsonCredentials,
-    MissingCredentials,
-    ObjectInfo,
-    ObjectNotFound,
-    remove_file,
-    StorageBackend,
-    StorageError,
-)
+from ..settings import MiB
+from ..storage import AccessDenied, JsonCredentials, ObjectInfo, StorageBackend, StorageError
+from . import OpenStackCloud, OpenStackSettings
 
 log = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
-SEGMENT_SIZE = 16 * MiB  # objects above this go up as an SLO of segments this size
 CONCURRENCY = 4  # segments in flight per upload: memory is CONCURRENCY socket buffers, not segments
 MAX_SEGMENTS = 1000  # Swift's default slo max_manifest_segments, where /info does not say (expose_info off)
 CHUNK_SIZE = 1 * MiB  # read and write size when streaming a download
@@ -89,31 +62,27 @@ class SwiftCredentials(JsonCredentials):
     token: str = field(repr=False)
     expires: Optional[datetime] = None
 
+    def usable(self) -> bool:
+        return bool(self.storage_url and self.token)
+
 
 class SwiftStorage(StorageBackend):
     """Swift with one user's token. A "bucket" is a container; its segments go in
-    ``<container>_segments``, which users need write access to for objects above SEGMENT_SIZE."""
+    ``<container>_segments``, which users need write access to for objects above the admin's segment_size."""
 
-    names = SwiftNameRules()
-
+    plugin = OpenStackCloud
+    credentials_type = SwiftCredentials
+    noun = "container"
 
     def __init__(
-        self,
-        settings: OpenStackSettings,
-        credentials: SwiftCredentials,
-        config: Optional[dict] = None,
-        *,
-        segment_size: int = SEGMENT_SIZE,
+        self, settings: OpenStackSettings, credentials: SwiftCredentials, config: Optional[dict] = None
     ) -> None:
-        # Invariant 3: without a token, swiftclient would try to authenticate, with whatever it finds.
-        if credentials is None or not credentials.token or not credentials.storage_url:
-            raise MissingCredentials("No Swift token for this authorization; authorize again.")
+        super().__init__(credentials)
         if urlsplit(credentials.storage_url).scheme not in ("http", "https"):
             raise StorageError("The Swift storage URL of this authorization is not an http(s) URL.")
-        self.credentials = credentials
         self.settings = settings
         self.config = config or {}
-        self.segment_size = segment_size
+        self.segment_size = settings.segment_size
         parts = urlsplit(credentials.storage_url)
         self.endpoint = f"{parts.scheme}://{parts.netloc}"  # for messages: the storage URL names the account
         self._idle: "queue.SimpleQueue[Connection]" = queue.SimpleQueue()
@@ -153,26 +122,21 @@ class SwiftStorage(StorageBackend):
 
     # -- StorageBackend -------------------------------------------------------------------------
 
-    def check_bucket(self, bucket: str) -> None:
-        try:
-            with self._connection() as conn:
-                conn.head_container(bucket)
-        except Exception as e:
-            self._raise(e, "reach", bucket)
+    def _check_bucket(self, bucket: str) -> None:
+        with self._connection() as conn:
+            conn.head_container(bucket)
 
-    def stat(self, bucket: str, key: str) -> Optional[ObjectInfo]:
+    def _stat(self, bucket: str, key: str) -> Optional[ObjectInfo]:
         try:
             with self._connection() as conn:
                 headers = conn.head_object(bucket, key)
         except ClientException as e:
             if e.http_status == 404:
                 return None
-            self._raise(e, "read", bucket, key)
-        except Exception as e:
-            self._raise(e, "read", bucket, key)
+            raise
         return ObjectInfo(key=key, size=int(headers["content-length"]))
 
-    def list_sizes(self, bucket: str, prefix: str, limit: int) -> Iterator[tuple[str, int]]:
+    def _list_sizes(self, bucket: str, prefix: str, limit: int) -> Iterator[tuple[str, int]]:
         """Swift lists an SLO's total size, not its manifest's."""
         listed, marker = 0, ""
         with self._connection() as conn:
@@ -186,53 +150,30 @@ class SwiftStorage(StorageBackend):
                     return
                 marker = page[-1]["name"]
 
-    def download(self, bucket: str, key: str, path: str) -> int:
-        """Stream the object into a temporary file beside ``path``, renamed to ``path`` when complete."""
-        directory = os.path.dirname(os.path.abspath(path))
-        temporary = None
-        try:
-            with self._connection() as conn:
-                # With resp_chunk_size, swiftclient streams, and resumes a broken body with a Range request.
-                headers, body = conn.get_object(bucket, key, resp_chunk_size=CHUNK_SIZE)
-                expected = int(headers["content-length"])
-                with tempfile.NamedTemporaryFile(dir=directory, prefix=".swift-download-", delete=False) as fh:
-                    temporary = fh.name
-                    for chunk in body:
-                        fh.write(chunk)
-                    written = fh.tell()
-            if written != expected:
-                raise StorageError(
-                    f"Could not download object '{key}' in container '{bucket}': got {written} of {expected} bytes"
-                )
-            os.replace(temporary, path)
-            temporary = None
-        except BaseException as e:
-            # ``path`` may have existed before (Galaxy creates its output files): nothing that looks
-            # like the object may be left there.
-            remove_file(temporary)
-            remove_file(path)
-            if isinstance(e, Exception) and not isinstance(e, StorageError):
-                self._raise(e, "download", bucket, key)
-            raise
+    def _download_into(self, bucket: str, key: str, partial: str) -> int:
+        with self._connection() as conn:
+            # With resp_chunk_size, swiftclient streams, and resumes a broken body with a Range request.
+            headers, body = conn.get_object(bucket, key, resp_chunk_size=CHUNK_SIZE)
+            expected = int(headers["content-length"])
+            with open(partial, "wb") as fh:
+                for chunk in body:
+                    fh.write(chunk)
+                written = fh.tell()
+        if written != expected:
+            raise StorageError(
+                f"Could not download object '{key}' in container '{bucket}': got {written} of {expected} bytes"
+            )
         return written
 
-    def upload(self, path: str, bucket: str, key: str) -> int:
-        try:
-            size = os.path.getsize(path)
-        except OSError as e:
-            raise StorageError(f"Cannot read {path} to send it to '{key}' in container '{bucket}': {e.strerror}") from e
-        try:
-            replaced = self._segments_of(bucket, key)
-            if size <= self.segment_size:
-                self._put_whole(path, size, bucket, key)
-            else:
-                self._put_large(path, size, bucket, key)
-        except Exception as e:
-            self._raise(e, "upload", bucket, key)
+    def _upload(self, path: str, size: int, bucket: str, key: str) -> None:
+        replaced = self._segments_of(bucket, key)
+        if size <= self.segment_size:
+            self._put_whole(path, size, bucket, key)
+        else:
+            self._put_large(path, size, bucket, key)
         # Overwritten: the old version's segments would stay forever, unlisted and billed (the
         # swift CLI deletes them likewise). Only now: had the upload failed, the old version stays whole.
         self._delete_replaced_segments(replaced)
-        return size
 
     # -- uploads --------------------------------------------------------------------------------
 
@@ -346,25 +287,17 @@ class SwiftStorage(StorageBackend):
 
     # -- errors ---------------------------------------------------------------------------------
 
-    def _raise(self, error: Exception, action: str, bucket: str, key: Optional[str] = None) -> NoReturn:
-        """Raise a StorageError saying what failed and why, fit for a user; unknown errors pass as they are."""
-        mapped = self._storage_error(error, action, bucket, key)
-        if mapped is None:
-            raise error
-        raise mapped from error
-
-    def _storage_error(self, error: Exception, action: str, bucket: str, key: Optional[str]) -> Optional[StorageError]:
-        if isinstance(error, StorageError):
-            return error
-        what = f"object '{key}' in container '{bucket}'" if key is not None else f"container '{bucket}'"
+    def _storage_error(
+        self, error: Exception, action: str, bucket: str, key: Optional[str], what: str
+    ) -> Optional[StorageError]:
         if isinstance(error, ClientException):
             status = error.http_status
             if status == 404:
                 # Swift answers a PUT into a missing container with 404; a GET or HEAD of a missing
                 # object in a missing container with 404 too (the object is missing, either way).
                 if key is None or action == "upload":
-                    return BucketNotFound(f"Container '{bucket}' does not exist")
-                return ObjectNotFound(f"Object '{key}' does not exist in container '{bucket}'")
+                    return self._missing_bucket(bucket)
+                return self._missing_object(bucket, key)
             if status in (401, 403):
                 reason = "the token was refused or has expired" if status == 401 else "not allowed"
                 segments = " (or its segments container)" if action == "upload" else ""
@@ -374,11 +307,11 @@ class SwiftStorage(StorageBackend):
                 )
             if status is None:  # no answer at all after the retries
                 return StorageError(f"Could not {action} {what}: the Swift endpoint {self.endpoint} is unreachable")
-            return StorageError(f"Could not {action} {what}: Swift answered HTTP {status} {error.http_reason or ''}".rstrip())
+            return StorageError(
+                f"Could not {action} {what}: Swift answered HTTP {status} {error.http_reason or ''}".rstrip()
+            )
         if isinstance(error, RequestException):
             return StorageError(f"Could not {action} {what}: the Swift endpoint {self.endpoint} is unreachable")
-        if isinstance(error, OSError):
-            return StorageError(f"Could not {action} {what}: {error.strerror or error}")
         return None
 
 

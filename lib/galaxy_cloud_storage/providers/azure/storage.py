@@ -1,0 +1,226 @@
+"""Azure Blob Storage through azure-storage-blob: a blob service client on the admin's account URL
+with the user's short-lived credential, and the SDK's own chunked transfers.
+
+cloudbridge's Azure provider is not used (README "How each cloud is reached"). As of 4.4.2 it
+hard-codes ``https://<account>.blob.core.windows.net`` (invariant 4 (docs/design.rst) wants the admin's endpoint),
+authenticates with a service-principal secret through Azure Resource Manager (it may even create a
+storage account), reads unset settings from ``AZURE_*`` variables and ``~/.cloudbridge``
+(invariant 3), and hands ``azure_access_token`` to the SDK as an account key or SAS, never as a
+bearer token: using it took a subclass filled with placeholder subscription, tenant and resource
+group values to reach the one object that does the work, azure-storage-blob's client.
+
+Bytes move through azure-storage-blob's transfer code: it streams in bounded blocks with bounded
+concurrency (invariant 8), and stages blocks that stay invisible until the final block list is
+committed, so a failed upload leaves no object behind (invariant 7).
+"""
+
+import itertools
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterator, Optional
+
+from azure.core.credentials import AccessToken, AccessTokenInfo, AzureSasCredential
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.storage.blob import BlobServiceClient, ExponentialRetry
+
+from ..storage import AccessDenied, JsonCredentials, ObjectInfo, StorageBackend, StorageError
+from . import AzureCloud, AzureSettings
+
+log = logging.getLogger(__name__)
+
+# Uploads in the admin's block_size, downloads in ranges of chunk_size (AzureSettings), CONCURRENCY
+# at a time: memory stays bounded whatever the blob's size (invariant 8).
+CONCURRENCY = 4
+STORAGE_SCOPE = "https://storage.azure.com/.default"
+# What Azure answers when the credentials may not do something.
+DENIED_CODES = {
+    "AuthenticationFailed",
+    "AuthorizationFailure",
+    "AuthorizationPermissionMismatch",
+    "AuthorizationResourceTypeMismatch",
+    "AuthorizationSourceIPMismatch",
+    "AuthorizationProtocolMismatch",
+    "AuthorizationServiceMismatch",
+    "InsufficientAccountPermissions",
+    "InvalidAuthenticationInfo",
+}
+
+
+@dataclass(frozen=True)
+class AzureCredentials(JsonCredentials):
+    """What a transfer job receives: a bearer token already exchanged by ``credentials.py`` (with its
+    expiry), or a SAS token. Never the user's id_token nor a client secret."""
+
+    access_token: Optional[str] = field(default=None, repr=False)
+    expires_on: Optional[datetime] = None
+    sas_token: Optional[str] = field(default=None, repr=False)
+
+    def usable(self) -> bool:
+        return bool(self.access_token or self.sas_token)
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_on is not None and _aware(self.expires_on) <= datetime.now(timezone.utc)
+
+
+class ExpiredAccessToken(Exception):
+    """The access token given to a job ran out. Not an AzureError on purpose: azure-storage-blob
+    retries those, and waiting cannot make an expired token valid."""
+
+
+class FixedTokenCredential:
+    """An azure.core TokenCredential returning the one token it was given. It never refreshes: a
+    job gets a token minted just before it runs, and an expired one is an error, not a prompt to
+    look for another identity (invariant 3)."""
+
+    def __init__(self, token: str, expires_on: Optional[datetime]) -> None:
+        self._token = token
+        self._expires_on = _aware(expires_on) if expires_on else None
+
+    def __repr__(self) -> str:
+        return f"FixedTokenCredential(expires_on={self._expires_on!r})"
+
+    def _check(self) -> int:
+        if self._expires_on is None:
+            # Unknown expiry: say an hour, so that azure-core does not ask again on every request.
+            return int(datetime.now(timezone.utc).timestamp()) + 3600
+        if self._expires_on <= datetime.now(timezone.utc):
+            raise ExpiredAccessToken(f"the Azure access token expired at {self._expires_on.isoformat()}")
+        return int(self._expires_on.timestamp())
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self._token, self._check())
+
+    def get_token_info(self, *scopes: str, options: Any = None) -> AccessTokenInfo:
+        return AccessTokenInfo(self._token, self._check())
+
+
+class AzureStorage(StorageBackend):
+    plugin = AzureCloud
+    credentials_type = AzureCredentials
+
+    def __init__(self, settings: AzureSettings, credentials: AzureCredentials, config: dict) -> None:
+        super().__init__(credentials)
+        account = config.get("storage_account")
+        if not account:
+            raise StorageError("This Azure authorization names no storage account; update it.")
+        self.credential = _blob_credential(credentials)
+        # Invariant 4: the admin's endpoint pattern; the user's record only names the account.
+        self.account_url = settings.blob_endpoint.format(account=account).rstrip("/")
+        if credentials.access_token and not self.account_url.lower().startswith("https://"):
+            # azure-core never sends a bearer token in clear text; say so in the admin's terms.
+            raise StorageError(
+                f"Azure access tokens need an https blob endpoint, not {self.account_url}: check the "
+                "blob_endpoint setting of the Azure provider."
+            )
+        self.service = BlobServiceClient(
+            account_url=self.account_url,
+            credential=self.credential,
+            connection_verify=settings.verify,
+            connection_timeout=10,
+            # The SDK's default waits 15 s before its first retry; small and bounded instead.
+            retry_policy=ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=settings.retries),
+            max_block_size=settings.block_size,
+            max_single_put_size=settings.block_size,
+            max_single_get_size=settings.chunk_size,
+            max_chunk_get_size=settings.chunk_size,
+        )
+
+    def _check_bucket(self, bucket: str) -> None:
+        container = self.service.get_container_client(bucket)
+        try:
+            container.get_container_properties()
+            return
+        except HttpResponseError as e:
+            if e.status_code != 403:
+                raise
+        # A container-scoped SAS may list blobs but never read container properties: listing one
+        # blob tells "denied" from "allowed to list" (404 still means missing).
+        next(container.list_blobs(results_per_page=1).by_page(), None)
+
+    def _stat(self, bucket: str, key: str) -> Optional[ObjectInfo]:
+        try:
+            properties = self.service.get_blob_client(bucket, key).get_blob_properties()
+        except ResourceNotFoundError as e:
+            if _code(e) == "ContainerNotFound":
+                raise
+            return None  # a HEAD's 404 has no body: BlobNotFound, or a missing container
+        return ObjectInfo(key=key, size=properties.size)
+
+    def _list_sizes(self, bucket: str, prefix: str, limit: int) -> Iterator[tuple[str, int]]:
+        blobs = self.service.get_container_client(bucket).list_blobs(name_starts_with=prefix or None)
+        for blob in itertools.islice(blobs, limit):
+            yield blob.name, blob.size
+
+    def _download_into(self, bucket: str, key: str, partial: str) -> int:
+        with open(partial, "wb") as fh:
+            # Ranged GETs of max_chunk_get_size, CONCURRENCY at a time, written at their offsets.
+            downloader = self.service.get_blob_client(bucket, key).download_blob(max_concurrency=CONCURRENCY)
+            written = downloader.readinto(fh)
+        if written != downloader.size:
+            raise StorageError(
+                f"Could not download object '{key}' in bucket '{bucket}': got {written} of {downloader.size} bytes"
+            )
+        return written
+
+    def _upload(self, path: str, size: int, bucket: str, key: str) -> None:
+        with open(path, "rb") as fh:
+            # Above max_single_put_size the SDK stages blocks of max_block_size, CONCURRENCY at a
+            # time, each read from the file as it goes, then commits the block list: a failure
+            # before the commit leaves only uncommitted blocks, which are never visible and which
+            # Azure discards (invariant 7).
+            self.service.get_blob_client(bucket, key).upload_blob(
+                fh, length=size, overwrite=True, max_concurrency=CONCURRENCY
+            )
+
+    def _storage_error(
+        self, error: Exception, action: str, bucket: str, key: Optional[str], what: str
+    ) -> Optional[StorageError]:
+        if isinstance(error, ExpiredAccessToken):
+            return AccessDenied(f"Access to {what} denied: {error}; start the transfer again to get a new one")
+        if isinstance(error, HttpResponseError) and error.status_code is not None:
+            code = _code(error)
+            if code == "ContainerNotFound" or (error.status_code == 404 and key is None):
+                return self._missing_bucket(bucket)
+            if error.status_code == 404:
+                return self._missing_object(bucket, key)
+            if error.status_code in (401, 403) or code in DENIED_CODES:
+                reason = code or f"HTTP {error.status_code}"
+                return AccessDenied(
+                    f"Access to {what} denied ({reason}): the authorization's credentials may not "
+                    f"{action} it, or have expired"
+                )
+            return StorageError(
+                f"Could not {action} {what}: HTTP {error.status_code} {code or error.reason or ''}".rstrip()
+            )
+        if isinstance(error, (ServiceRequestError, ServiceResponseError)):
+            return StorageError(f"Could not {action} {what}: the Azure blob endpoint {self.account_url} is unreachable")
+        if isinstance(error, AzureError):
+            return StorageError(f"Could not {action} {what}: {type(error).__name__}")
+        return None
+
+
+def _blob_credential(credentials: AzureCredentials) -> Any:
+    """The azure.core credential for ``credentials``; invariant 3: nothing else, ever."""
+    if credentials.access_token:
+        return FixedTokenCredential(credentials.access_token, credentials.expires_on)
+    return AzureSasCredential(credentials.sas_token.lstrip("?"))
+
+
+def _code(error: HttpResponseError) -> str:
+    """Azure's error code: from the x-ms-error-code header (HEAD responses have no body)."""
+    code = getattr(error, "error_code", None)
+    if not code and error.response is not None:
+        code = error.response.headers.get("x-ms-error-code")
+    return str(getattr(code, "value", code) or "")  # azure-storage-blob gives a StorageErrorCode enum
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
