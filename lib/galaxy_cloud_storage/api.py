@@ -2,32 +2,19 @@
 
 import json
 import logging
-from typing import (
-    Annotated,
-    Callable,
-)
+from typing import Annotated, Callable
 
-from fastapi import (
-    Body,
-    Path,
-    Request,
-)
+from fastapi import Body, Path, Request
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-
 from galaxy import exceptions
 from galaxy.exceptions.utils import api_error_to_dict
 from galaxy.managers.context import ProvidesUserContext
-from galaxy.webapps.galaxy.api import (
-    depends,
-    DependsOnTrans,
-    DependsOnUser,
-    Router,
-)
+from galaxy.webapps.galaxy.api import depends, DependsOnTrans, DependsOnUser, Router
+
 from .authz.manager import CloudAuthzManager
 from .manager import CloudManager
 from .schema import (
-    DecodedDatabaseIdField,
     CloudAuthzListResponse,
     CloudAuthzResponse,
     CloudDatasetSummary,
@@ -35,6 +22,7 @@ from .schema import (
     CloudStorageSendPayload,
     CloudStorageSendResponse,
     CreateCloudAuthzPayload,
+    DecodedDatabaseIdField,
     UpdateCloudAuthzPayload,
 )
 
@@ -74,15 +62,17 @@ def parsed_json_body(body: bytes):
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise exceptions.RequestParameterInvalidException(f"The request body is not valid UTF-8 (at byte {e.start}).")
+        raise exceptions.RequestParameterInvalidException(
+            f"The request body is not valid UTF-8 (at byte {e.start})."
+        ) from e
     try:
         return json.loads(text)
     except json.JSONDecodeError:
         return None  # FastAPI parses it again and says where
     except RecursionError:
-        raise exceptions.RequestParameterInvalidException("The request body is nested too deeply to be read.")
+        raise exceptions.RequestParameterInvalidException("The request body is nested too deeply to be read.") from None
     except ValueError as e:  # e.g. "Exceeds the limit (4300 digits) for integer string conversion"
-        raise exceptions.RequestParameterInvalidException(f"The request body cannot be read as JSON: {e}.")
+        raise exceptions.RequestParameterInvalidException(f"The request body cannot be read as JSON: {e}.") from e
 
 
 class LimitedBodyRoute(APIRoute):
@@ -132,7 +122,9 @@ def method_not_allowed_routes(routes: list) -> list[APIRoute]:
         def refuse(request: Request, allow: str = allow) -> JSONResponse:
             # Galaxy's error shape; its exception handler could not add the Allow header.
             error = MethodNotAllowed(f"{request.method} is not a method of {request.url.path}; it takes {allow}.")
-            return JSONResponse(api_error_to_dict(exception=error), status_code=error.status_code, headers={"Allow": allow})
+            return JSONResponse(
+                api_error_to_dict(exception=error), status_code=error.status_code, headers={"Allow": allow}
+            )
 
         others = [method for method in HTTP_METHODS if method not in methods]
         refusals.append(APIRoute(path, refuse, methods=others, include_in_schema=False))

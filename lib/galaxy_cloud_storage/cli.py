@@ -25,7 +25,7 @@ def database_url(galaxy_config_file: Optional[str], explicit: Optional[str]) -> 
             with open(galaxy_config_file) as fh:
                 url = ((yaml.safe_load(fh) or {}).get("galaxy") or {}).get("database_connection")
         except OSError as e:
-            raise SystemExit(f"Cannot read {galaxy_config_file}: {e}")
+            raise SystemExit(f"Cannot read {galaxy_config_file}: {e}") from e
     url = url or os.environ.get("GALAXY_CONFIG_DATABASE_CONNECTION")
     if not url:
         raise SystemExit("No database: pass --database-url, or -c with a galaxy.yml that sets database_connection")

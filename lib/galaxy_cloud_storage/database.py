@@ -13,10 +13,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
-from sqlalchemy.engine import (
-    Connection,
-    Engine,
-)
+from sqlalchemy.engine import Connection, Engine
 
 from .model import VERSION_TABLE
 

@@ -1,30 +1,36 @@
 """What the job handler runs while it prepares a transfer job (called from the tools' Cheetah
-config files, see tools/*.xml): the credentials, minted now, and the job's manifest.
+config files, see tools/*.xml): the credentials, minted now, and the job's manifest, both from the
+job's one parameter, the request (contracts.TransferRequest).
 
 The handler may be a separate Galaxy process where the plugin's routes are not mounted, so
 everything here is built from Galaxy's app alone.
 """
 
 import glob
-import json
 import logging
 import os
 import tempfile
-
-from sqlalchemy import event
+import weakref
+from typing import Optional
 
 from galaxy import exceptions
 from galaxy.model import Job
+from sqlalchemy import event
+
 from .authz.delegation import CredentialBroker
 from .authz.manager import CloudAuthzManager
-from .config import (
-    config_file_path,
-    load_config,
+from .config import config_file_path, load_config
+from .contracts import (
+    GetItem,
+    GetManifest,
+    JOB_CREDENTIALS,
+    MintingFailure,
+    output_name,
+    SendItem,
+    SendManifest,
+    TransferRequest,
 )
-from .model import (
-    CloudAuthz,
-    now,
-)
+from .model import CloudAuthz, now
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +50,6 @@ ENDED_STATES = {
     Job.states.STOPPED,
     Job.states.SKIPPED,
 }
-_watching_job_states = False
 
 
 def credential_broker(app) -> CredentialBroker:
@@ -52,32 +57,35 @@ def credential_broker(app) -> CredentialBroker:
     return CredentialBroker(app, config, CloudAuthzManager(config, app.vault))
 
 
-def credentials_file(app_wrapper, user_wrapper, authz_id, job_directory) -> str:
-    """Mint the job's credentials and write them, as JSON (a delegation, or ``{"error": message}``
-    that the job reports on its datasets: a template that raised would hide the reason from the
-    user), into a file of their own in the job's ``configs/``, readable by Galaxy's user alone.
-    Returns that file's name, which is all the job's ``credentials`` config file holds: Galaxy
-    makes its config files world-readable (ToolEvaluator._write_workdir_file)."""
+def credentials_file(app_wrapper, user_wrapper, request, job_directory) -> str:
+    """Mint the job's credentials and write them (contracts.JobCredentials: a delegation, or the
+    failure that the job reports on its datasets, since a template that raised would hide the
+    reason from the user) into a file of their own in the job's ``configs/``, readable by Galaxy's
+    user alone. Returns that file's name, which is all the job's ``credentials`` config file holds:
+    Galaxy makes its config files world-readable (ToolEvaluator._write_workdir_file)."""
     app, user = app_wrapper.obj, user_wrapper.obj
     forget_credentials_of_ended_jobs(app)
-    return write_private_file(os.path.join(str(job_directory), "configs"), _minted(app, user, authz_id))
+    minted = _minted(app, user, TransferRequest.model_validate_json(str(request)).authz_id)
+    return write_private_file(os.path.join(str(job_directory), "configs"), JOB_CREDENTIALS.dump_json(minted).decode())
 
 
-def _minted(app, user, authz_id) -> str:
+def _minted(app, user, authz_id: int):
     session = app.model.session
     try:
-        authz = session.get(CloudAuthz, int(str(authz_id)))
+        authz = session.get(CloudAuthz, authz_id)
         if authz is None or user is None or authz.user_id != user.id:
             raise exceptions.ObjectNotFound("The cloud authorization of this job was deleted.")
         delegation = credential_broker(app).delegate(authz, user)
         authz.last_activity = now()
         session.commit()
-        return json.dumps(delegation.to_json_dict())
+        return delegation
     except exceptions.MessageException as e:
-        return json.dumps({"error": str(e)})
+        return MintingFailure(error=str(e))
     except Exception:
         log.exception("Minting cloud credentials for a transfer job failed")
-        return json.dumps({"error": "Galaxy could not obtain cloud credentials (an unexpected error; see Galaxy's log)."})
+        return MintingFailure(
+            error="Galaxy could not obtain cloud credentials (an unexpected error; see Galaxy's log)."
+        )
 
 
 def write_private_file(directory: str, text: str) -> str:
@@ -113,52 +121,62 @@ def remove_credentials(app, job: Job) -> None:
             pass
 
 
-def forget_credentials_of_ended_jobs(app) -> None:
-    """Remove a transfer job's credentials as soon as it ends in any way, in this process.
+class EndedJobsWatcher:
+    """Removes a transfer job's credentials as soon as it ends in any way, in this process.
 
     The job deletes them as its first step, but a job that fails or is deleted before its tool
     runs (a runner error, a deleted job waiting in a batch queue) never takes that step, and Galaxy
     keeps failed job directories by default. Galaxy has no hook for a tool's job ending, so this
     listens for Job.state changes (SQLAlchemy's attribute events) in the processes that change it:
-    the job handler (installed when it prepares the first transfer job) and the web process
-    (where a user deletes a job)."""
-    global _watching_job_states
-    if _watching_job_states:
-        return
-    _watching_job_states = True
+    the job handler (from when it prepares the first transfer job) and the web process (where a
+    user deletes a job). The event is the class's, for the whole process; the job directories are
+    those of the Galaxy app that last asked (one app per process, but for tests)."""
 
-    def on_state_change(job: Job, state, _previous, _initiator) -> None:
-        if job.tool_id in TRANSFER_TOOL_IDS and state in ENDED_STATES:
+    def __init__(self) -> None:
+        self._app: Optional[weakref.ref] = None
+
+    def watch(self, app) -> None:
+        if self._app is None:
+            event.listen(Job.state, "set", self._on_state_change)
+        self._app = weakref.ref(app)
+
+    def _on_state_change(self, job: Job, state, _previous, _initiator) -> None:
+        app = self._app() if self._app is not None else None
+        if app is not None and job.tool_id in TRANSFER_TOOL_IDS and state in ENDED_STATES:
             remove_credentials(app, job)
 
-    event.listen(Job.state, "set", on_state_change)
+
+_ended_jobs = EndedJobsWatcher()
 
 
-def _matched(names: list, datasets: list) -> list:
-    if len(names) != len(datasets):
-        raise ValueError(f"the job has {len(datasets)} datasets for {len(names)} objects")
-    return list(zip(names, datasets))
+def forget_credentials_of_ended_jobs(app) -> None:
+    """Have this process remove the credentials of transfer jobs that end (EndedJobsWatcher)."""
+    _ended_jobs.watch(app)
 
 
-def get_manifest(bucket, objects, input_args, outputs, datatypes_conf) -> str:
-    """What the job copies where: ``outputs`` are the job's output0, output1, ... in order."""
+def _matched(keys: list[str], datasets: list) -> list:
+    if len(keys) != len(datasets):
+        raise ValueError(f"the job has {len(datasets)} datasets for {len(keys)} objects")
+    return list(zip(keys, datasets, strict=True))
+
+
+def get_manifest(request, outputs: list, datatypes_conf) -> str:
+    """What the job copies where: ``outputs`` are the job's datasets named by
+    contracts.output_name(0), output_name(1), ..., in order."""
+    request = TransferRequest.model_validate_json(str(request))
     items = [
-        {"key": key, "path": str(output), "output": f"output{i}"}
-        for i, (key, output) in enumerate(_matched(json.loads(str(objects)), outputs))
+        GetItem(key, str(output), output_name(i)) for i, (key, output) in enumerate(_matched(request.keys, outputs))
     ]
-    return json.dumps(
-        {
-            "bucket": str(bucket),
-            "items": items,
-            "input_args": json.loads(str(input_args)),
-            "datatypes_conf": str(datatypes_conf),
-        }
-    )
+    return GetManifest(
+        bucket=request.bucket, items=items, input_args=request.input_args, datatypes_conf=str(datatypes_conf)
+    ).model_dump_json()
 
 
-def send_manifest(bucket, objects, overwrite_existing, inputs) -> str:
-    """What the job sends where: ``inputs`` are the job's input0, input1, ... in order."""
-    items = [{"key": name, "path": str(dataset)} for name, dataset in _matched(json.loads(str(objects)), inputs)]
-    return json.dumps(
-        {"bucket": str(bucket), "items": items, "overwrite_existing": str(overwrite_existing).lower() == "true"}
-    )
+def send_manifest(request, inputs: list) -> str:
+    """What the job sends where: ``inputs`` are the job's datasets named by
+    contracts.input_name(0), input_name(1), ..., in order."""
+    request = TransferRequest.model_validate_json(str(request))
+    items = [SendItem(str(dataset), key) for key, dataset in _matched(request.keys, inputs)]
+    return SendManifest(
+        bucket=request.bucket, items=items, overwrite_existing=request.overwrite_existing
+    ).model_dump_json()

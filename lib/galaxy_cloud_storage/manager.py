@@ -1,6 +1,6 @@
 """CloudManager: get and send on Galaxy's histories, datasets and jobs.
 
-Everything a request can get wrong is checked before anything is created (invariant 6): the
+Everything a request can get wrong is checked before anything is created (invariant 6, docs/design.rst): the
 history, the authorization, the credentials, the bucket and every object. Then one job does the
 whole request (invariant 9); its credentials are minted again when the job runs (see jobs.py).
 """
@@ -9,47 +9,21 @@ import json
 import logging
 from collections import Counter
 from datetime import datetime
-from typing import (
-    Hashable,
-    Iterable,
-    Optional,
-)
-
-from sqlalchemy import select
+from typing import Hashable, Iterable, Optional
 
 from galaxy import exceptions
-from galaxy.model import (
-    HistoryDatasetAssociation,
-    Job,
-)
 from galaxy.managers.histories import HistoryManager
+from galaxy.model import HistoryDatasetAssociation, Job
+from sqlalchemy import select
+
 from .authz.delegation import CredentialBroker
 from .authz.manager import CloudAuthzManager
-from .jobs import (
-    GET_TOOL_ID,
-    SEND_TOOL_ID,
-)
-from .providers import (
-    name_rules,
-    storage_backend,
-)
-from .providers.base import (
-    AccessDenied,
-    BucketNotFound,
-    StorageBackend,
-    StorageError,
-)
-from .providers.names import (
-    InvalidName,
-    NameRules,
-)
-from .schema import (
-    CloudDatasetSummary,
-    CloudStorageGetPayload,
-    CloudStorageSendPayload,
-    CloudStorageSendResponse,
-    GetInputArgs,
-)
+from .contracts import GetInputArgs, input_name, output_name, TRANSFER_PARAMETER, TransferRequest
+from .jobs import GET_TOOL_ID, SEND_TOOL_ID
+from .providers import cloud
+from .providers.names import InvalidName, NameRules
+from .providers.storage import AccessDenied, BucketNotFound, StorageBackend, StorageError
+from .schema import CloudDatasetSummary, CloudStorageGetPayload, CloudStorageSendPayload, CloudStorageSendResponse
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +46,7 @@ def unique_object_names(wanted: list[str], taken: set[str], suffix: str, hids: l
     earlier dataset of the request gets ``suffix``, then the dataset's hid if that is given too."""
     given: set[str] = set()
     names = []
-    for name, hid in zip(wanted, hids):
+    for name, hid in zip(wanted, hids, strict=True):
         if name in taken or name in given:
             name = f"{name}{suffix}"
         if name in given:
@@ -92,11 +66,13 @@ class CloudManager:
 
     def get(self, trans, payload: CloudStorageGetPayload) -> list[CloudDatasetSummary]:
         if repeats := repeated(payload.objects):
-            raise exceptions.RequestParameterInvalidException(f"objects: each key once please; repeated: {', '.join(repeats[:SHOWN_PROBLEMS])}")
+            raise exceptions.RequestParameterInvalidException(
+                f"objects: each key once please; repeated: {', '.join(repeats[:SHOWN_PROBLEMS])}"
+            )
         tool = self._tool(GET_TOOL_ID)
         history = self._writable_history(trans, payload.history_id)
         authz = self.authz_manager.get_owned(trans, payload.authz_id)
-        rules = name_rules(authz.provider)
+        rules = cloud(authz.provider).names
         self._check_bucket_name(rules, payload.bucket)
         if problems := [problem for key in payload.objects if (problem := rules.key_problem(key))]:
             shown = "; ".join(problems[:SHOWN_PROBLEMS])
@@ -104,7 +80,11 @@ class CloudManager:
             raise exceptions.RequestParameterInvalidException(f"objects: {shown}{more}. Nothing was copied.")
         backend = self._backend(trans, authz)
         self._check_bucket(backend, payload.bucket)
-        missing = [key for key, info in zip(payload.objects, self._stat_all(backend, payload.bucket, payload.objects)) if info is None]
+        missing = [
+            key
+            for key, info in zip(payload.objects, self._stat_all(backend, payload.bucket, payload.objects), strict=True)
+            if info is None
+        ]
         if missing:
             raise exceptions.ObjectNotFound(
                 f"Not in bucket '{payload.bucket}': {', '.join(repr(key) for key in missing)}. Nothing was copied."
@@ -112,13 +92,8 @@ class CloudManager:
 
         args = payload.input_args or GetInputArgs()
         outputs = self._new_hdas(trans, history, payload.objects, args)
-        params = {
-            "authz_id": str(authz.id),
-            "bucket": payload.bucket,
-            "objects": json.dumps(payload.objects),
-            "input_args": args.model_dump_json(),
-        }
-        job = self._new_job(trans, tool, history, params, inputs=[], outputs=outputs)
+        request = TransferRequest(authz_id=authz.id, bucket=payload.bucket, keys=payload.objects, input_args=args)
+        job = self._new_job(trans, tool, history, request, inputs=[], outputs=outputs)
         # Read before Galaxy's enqueue commits: a commit expires every object, and reading 100
         # datasets back would cost a query each.
         summaries = [self._summary(hda, job) for hda in outputs]
@@ -132,7 +107,12 @@ class CloudManager:
             # No flush per dataset (one commit for the request), and the new Dataset's state set
             # directly: hda.state= would query dataset collections for each one (100 objects: 3 s).
             hda = HistoryDatasetAssociation(
-                name=key, extension=args.file_type, dbkey=args.dbkey, create_dataset=True, sa_session=trans.sa_session, flush=False
+                name=key,
+                extension=args.file_type,
+                dbkey=args.dbkey,
+                create_dataset=True,
+                sa_session=trans.sa_session,
+                flush=False,
             )
             hda.dataset.state = hda.dataset.states.QUEUED
             trans.sa_session.add(hda)
@@ -168,7 +148,7 @@ class CloudManager:
         history = self._writable_history(trans, payload.history_id, for_reading=True)
         authz = self.authz_manager.get_owned(trans, payload.authz_id)
         datasets = self._datasets_to_send(trans, history, payload.dataset_ids)
-        rules = name_rules(authz.provider)
+        rules = cloud(authz.provider).names
         self._check_bucket_name(rules, payload.bucket)
         backend = self._backend(trans, authz)
         self._check_bucket(backend, payload.bucket)
@@ -183,7 +163,7 @@ class CloudManager:
         names = self._object_names(backend, payload.bucket, sendable, payload.overwrite_existing)
         # The date suffix may make a name too long for the cloud: such a dataset is not sent either.
         named = []
-        for hda, name in zip(sendable, names):
+        for hda, name in zip(sendable, names, strict=True):
             if problem := rules.key_problem(name):
                 failed.append(json.dumps({"object": hda.name, "error": problem}))
             else:
@@ -191,29 +171,31 @@ class CloudManager:
         sendable, names = [hda for hda, _ in named], [name for _, name in named]
         sent = []
         if sendable:
-            params = {
-                "authz_id": str(authz.id),
-                "bucket": payload.bucket,
-                "objects": json.dumps(names),
-                "overwrite_existing": str(payload.overwrite_existing).lower(),
-            }
-            job = self._new_job(trans, tool, history, params, inputs=sendable, outputs=[])
+            request = TransferRequest(
+                authz_id=authz.id, bucket=payload.bucket, keys=names, overwrite_existing=payload.overwrite_existing
+            )
+            job = self._new_job(trans, tool, history, request, inputs=sendable, outputs=[])
             self._enqueue(trans, job, tool)
             job_id = trans.security.encode_id(job.id)
             sent = [json.dumps({"object": name, "job_id": job_id}) for name in names]
-        return CloudStorageSendResponse(sent_dataset_labels=sent, failed_dataset_labels=failed, bucket_name=payload.bucket)
+        return CloudStorageSendResponse(
+            sent_dataset_labels=sent, failed_dataset_labels=failed, bucket_name=payload.bucket
+        )
 
     def _datasets_to_send(self, trans, history, dataset_ids: Optional[list[int]]) -> list[HistoryDatasetAssociation]:
         stmt = select(HistoryDatasetAssociation).where(HistoryDatasetAssociation.history_id == history.id)
         if dataset_ids is None:
             stmt = stmt.where(HistoryDatasetAssociation.deleted == False, HistoryDatasetAssociation.purged == False)  # noqa: E712
             return list(trans.sa_session.scalars(stmt.order_by(HistoryDatasetAssociation.hid)))
-        found = {hda.id: hda for hda in trans.sa_session.scalars(stmt.where(HistoryDatasetAssociation.id.in_(dataset_ids)))}
+        found = {
+            hda.id: hda for hda in trans.sa_session.scalars(stmt.where(HistoryDatasetAssociation.id.in_(dataset_ids)))
+        }
         strangers = [trans.security.encode_id(i) for i in dict.fromkeys(dataset_ids) if i not in found]
         if strangers:
             more = f" (and {len(strangers) - SHOWN_PROBLEMS} more)" if len(strangers) > SHOWN_PROBLEMS else ""
             raise exceptions.RequestParameterInvalidException(
-                f"dataset_ids: not datasets of this history: {', '.join(strangers[:SHOWN_PROBLEMS])}{more}. Nothing was sent."
+                f"dataset_ids: not datasets of this history: {', '.join(strangers[:SHOWN_PROBLEMS])}{more}. "
+                "Nothing was sent."
             )
         return [found[i] for i in dict.fromkeys(dataset_ids)]
 
@@ -231,7 +213,11 @@ class CloudManager:
         """Dataset name with spaces as `_`; a name that is taken (in the bucket unless replacing,
         or by an earlier dataset of this request) gets the old API's date suffix, then the hid."""
         wanted = [object_name(hda.name) for hda in datasets]
-        taken = set() if overwrite else {n for n, info in zip(wanted, self._stat_all(backend, bucket, wanted)) if info}
+        taken = (
+            set()
+            if overwrite
+            else {n for n, info in zip(wanted, self._stat_all(backend, bucket, wanted), strict=True) if info}
+        )
         suffix = datetime.now().strftime(OVERWRITE_SUFFIX)
         return unique_object_names(wanted, taken, suffix, [hda.hid for hda in datasets])
 
@@ -264,11 +250,11 @@ class CloudManager:
     def _backend(self, trans, authz) -> StorageBackend:
         delegation = self.broker.delegate(authz, trans.user)
         try:
-            return storage_backend(delegation.provider, delegation.settings, delegation.config, delegation.credentials)
+            return delegation.backend()
         except AccessDenied as e:
-            raise exceptions.ItemAccessibilityException(str(e))
+            raise exceptions.ItemAccessibilityException(str(e)) from e
         except StorageError as e:
-            raise exceptions.UpstreamProxyError(str(e))
+            raise exceptions.UpstreamProxyError(str(e)) from e
 
     @staticmethod
     def _check_bucket_name(rules: NameRules, bucket: str) -> None:
@@ -276,31 +262,33 @@ class CloudManager:
         try:
             rules.check_bucket(bucket)
         except InvalidName as e:
-            raise exceptions.RequestParameterInvalidException(f"bucket: {e}")
+            raise exceptions.RequestParameterInvalidException(f"bucket: {e}") from e
 
     @staticmethod
     def _check_bucket(backend: StorageBackend, bucket: str) -> None:
         try:
             backend.check_bucket(bucket)
         except BucketNotFound as e:
-            raise exceptions.ObjectNotFound(str(e))
+            raise exceptions.ObjectNotFound(str(e)) from e
         except AccessDenied as e:
-            raise exceptions.ItemAccessibilityException(f"{str(e).rstrip('.')}. Check that your authorization's role or account may use it.")
+            raise exceptions.ItemAccessibilityException(
+                f"{str(e).rstrip('.')}. Check that your authorization's role or account may use it."
+            ) from e
         except StorageError as e:
-            raise exceptions.UpstreamProxyError(str(e))
+            raise exceptions.UpstreamProxyError(str(e)) from e
 
     @staticmethod
     def _stat_all(backend: StorageBackend, bucket: str, keys: list[str]) -> list:
         try:
             return backend.stat_many(bucket, keys)
         except AccessDenied as e:
-            raise exceptions.ItemAccessibilityException(str(e))
+            raise exceptions.ItemAccessibilityException(str(e)) from e
         except StorageError as e:
-            raise exceptions.UpstreamProxyError(str(e))
+            raise exceptions.UpstreamProxyError(str(e)) from e
 
-    def _new_job(self, trans, tool, history, params: dict, inputs: list, outputs: list) -> Job:
+    def _new_job(self, trans, tool, history, request: TransferRequest, inputs: list, outputs: list) -> Job:
         """One job for the whole request, built as Galaxy's upload tool builds its jobs; flushed
-        (ids assigned), not committed."""
+        (ids assigned), not committed. Its one parameter is the request (contracts.TransferRequest)."""
         session = trans.sa_session
         job = Job()
         session.add(job)
@@ -312,12 +300,12 @@ class CloudManager:
         job.history_id = history.id
         job.tool_id = tool.id
         job.tool_version = tool.version
-        for name, value in tool.params_to_strings(params, self.app).items():
+        for name, value in tool.params_to_strings({TRANSFER_PARAMETER: request.model_dump_json()}, self.app).items():
             job.add_parameter(name, value)
         for i, hda in enumerate(inputs):
-            job.add_input_dataset(f"input{i}", hda)
+            job.add_input_dataset(input_name(i), hda)
         for i, hda in enumerate(outputs):
-            job.add_output_dataset(f"output{i}", hda)
+            job.add_output_dataset(output_name(i), hda)
         job.set_state(job.states.NEW)
         session.flush()
         return job

@@ -7,25 +7,11 @@ declared in the migrations only, with ON DELETE CASCADE, so that Galaxy deleting
 identity never fails because of the plugin.
 """
 
-from datetime import (
-    datetime,
-    timezone,
-)
+from datetime import datetime, timezone
 from typing import Optional
 
-from sqlalchemy import (
-    DateTime,
-    Integer,
-    JSON,
-    MetaData,
-    String,
-    Text,
-)
-from sqlalchemy.orm import (
-    DeclarativeBase,
-    Mapped,
-    mapped_column,
-)
+from sqlalchemy import DateTime, Integer, JSON, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 VERSION_TABLE = "galaxy_cloud_storage_alembic_version"
 

@@ -1,4 +1,4 @@
-"""Puts the plugin's routes into an unmodified Galaxy 26.1 (invariant 1: Galaxy's files untouched).
+"""Puts the plugin's routes into an unmodified Galaxy 26.1 (invariant 1 (docs/design.rst): Galaxy's files untouched).
 
 Galaxy has no plugin hook for API routers; its one injection point is the ``init_fast_app``
 callable that builds the FastAPI app. Three ways in, one function behind them (``mount``):
@@ -12,25 +12,17 @@ import logging
 import time
 
 from fastapi import FastAPI
-from starlette.routing import Mount
-
 from galaxy.schema.schema import MessageExceptionModel
 from galaxy.webapps.base.api import build_route_name_index
 from galaxy.webapps.galaxy.fast_app import initialize_fast_app
 from galaxy.webapps.openapi.utils import get_openapi
+from starlette.routing import Mount
+
 from . import __version__
-from .api import (
-    LimitedBodyRoute,
-    method_not_allowed_routes,
-    router,
-    TAG_METADATA,
-)
+from .api import LimitedBodyRoute, method_not_allowed_routes, router, TAG_METADATA
 from .authz.delegation import CredentialBroker
 from .authz.manager import CloudAuthzManager
-from .config import (
-    config_file_path,
-    load_config,
-)
+from .config import config_file_path, load_config
 from .database import ensure_database
 from .jobs import forget_credentials_of_ended_jobs
 from .manager import CloudManager
@@ -120,11 +112,7 @@ def init_fast_app(gx_wsgi_webapp, gx_app) -> FastAPI:
 
 def factory() -> FastAPI:
     """``galaxy.webapps.galaxy.fast_factory:factory`` with the plugin mounted (uvicorn --factory)."""
-    from galaxy.main_config import (
-        DEFAULT_CONFIG_SECTION,
-        WebappConfigResolver,
-        WebappSetupProps,
-    )
+    from galaxy.main_config import DEFAULT_CONFIG_SECTION, WebappConfigResolver, WebappSetupProps
     from galaxy.webapps.galaxy.fast_factory import build_galaxy_web_app
 
     props = WebappSetupProps(

@@ -2,10 +2,7 @@
 
 from alembic import context
 
-from galaxy_cloud_storage.model import (
-    Base,
-    VERSION_TABLE,
-)
+from galaxy_cloud_storage.model import Base, VERSION_TABLE
 
 config = context.config
 

@@ -12,13 +12,9 @@ import os
 import sys
 from typing import Optional
 
+from ..contracts import GetManifest
+
 GALAXY_JSON = "galaxy.json"  # Galaxy reads each output's metadata (the sniffed ext) from it
-
-
-def needed(manifest: dict) -> bool:
-    """Whether there is anything to sniff or convert; otherwise the datasets keep their file_type."""
-    args = manifest.get("input_args") or {}
-    return (args.get("file_type") or "auto") == "auto" or bool(args.get("to_posix_lines") or args.get("space_to_tab"))
 
 
 def datatypes_registry(conf: Optional[str]):
@@ -29,29 +25,29 @@ def datatypes_registry(conf: Optional[str]):
     return registry
 
 
-def set_datatypes(manifest: dict) -> None:
+def set_datatypes(manifest: GetManifest) -> None:
     """Sniff (or take ``file_type``), convert when asked, and tell Galaxy each dataset's ext."""
     from galaxy.datatypes.upload_util import handle_upload
 
-    args = manifest.get("input_args") or {}
-    registry = datatypes_registry(manifest.get("datatypes_conf"))
+    args = manifest.input_args
+    registry = datatypes_registry(manifest.datatypes_conf)
     provided = {}
-    for item in manifest["items"]:
+    for item in manifest.items:
         response = handle_upload(
             registry=registry,
-            path=item["path"],
-            requested_ext=args.get("file_type") or "auto",
-            name=item["key"],
+            path=item.path,
+            requested_ext=args.file_type,
+            name=item.key,
             tmp_prefix=None,
             tmp_dir=os.getcwd(),
             check_content=False,  # the object's bytes are the user's; keep them as they are
             link_data_only=False,
             in_place=True,
             auto_decompress=False,
-            convert_to_posix_lines=bool(args.get("to_posix_lines")),
-            convert_spaces_to_tabs=bool(args.get("space_to_tab")),
+            convert_to_posix_lines=args.to_posix_lines,
+            convert_spaces_to_tabs=args.space_to_tab,
         )
-        provided[item["output"]] = {"ext": response.ext}
+        provided[item.output] = {"ext": response.ext}
     with open(GALAXY_JSON, "w") as meta:
         json.dump(provided, meta)
 
@@ -59,8 +55,8 @@ def set_datatypes(manifest: dict) -> None:
 def main(argv: Optional[list[str]] = None) -> int:
     (manifest_path,) = argv if argv is not None else sys.argv[1:]
     with open(manifest_path) as fh:
-        manifest = json.load(fh)
-    if needed(manifest):
+        manifest = GetManifest.model_validate_json(fh.read())
+    if manifest.input_args.needs_datatypes_step:
         set_datatypes(manifest)
     return 0
 

@@ -11,36 +11,14 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import (
-    Callable,
-    Optional,
-    Sequence,
-)
+from typing import Callable, Optional, Sequence
 
-from ..providers.base import (
-    StorageBackend,
-    StorageError,
-)
+from ..contracts import GetItem, SendItem
+from ..providers.storage import StorageBackend, StorageError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKERS = 4
-
-
-@dataclass
-class GetItem:
-    """Copy the object ``key`` into the file ``path``."""
-
-    key: str
-    path: str
-
-
-@dataclass
-class SendItem:
-    """Copy the file ``path`` into the object ``key``."""
-
-    path: str
-    key: str
 
 
 @dataclass
@@ -56,34 +34,24 @@ Task = tuple[str, str, Callable[[], int]]
 OnResult = Optional[Callable[[ItemResult], None]]
 
 
-def get_objects(
-    backend: StorageBackend,
-    bucket: str,
-    items: Sequence[GetItem],
-    workers: int = DEFAULT_WORKERS,
-    on_result: OnResult = None,
-) -> list[ItemResult]:
-    """Download every item; results in the order of ``items``."""
-    plan = [
-        (item.key, f"copy '{item.key}' from bucket '{bucket}'", partial(backend.download, bucket, item.key, item.path))
-        for item in items
-    ]
-    return execute(plan, workers, on_result)
+def get_objects(backend: StorageBackend, bucket: str, items: Sequence[GetItem], **kwargs) -> list[ItemResult]:
+    """Download every item; results in the order of ``items`` (``execute``'s keywords)."""
+    return execute([_task(backend, bucket, item) for item in items], **kwargs)
 
 
-def send_files(
-    backend: StorageBackend,
-    bucket: str,
-    items: Sequence[SendItem],
-    workers: int = DEFAULT_WORKERS,
-    on_result: OnResult = None,
-) -> list[ItemResult]:
-    """Upload every item; results in the order of ``items``."""
-    plan = [
-        (item.key, f"send '{item.key}' to bucket '{bucket}'", partial(backend.upload, item.path, bucket, item.key))
-        for item in items
-    ]
-    return execute(plan, workers, on_result)
+def send_files(backend: StorageBackend, bucket: str, items: Sequence[SendItem], **kwargs) -> list[ItemResult]:
+    """Upload every item; results in the order of ``items`` (``execute``'s keywords)."""
+    return execute([_task(backend, bucket, item) for item in items], **kwargs)
+
+
+def _task(backend: StorageBackend, bucket: str, item) -> Task:
+    if isinstance(item, GetItem):
+        return (
+            item.key,
+            f"copy '{item.key}' from bucket '{bucket}'",
+            partial(backend.download, bucket, item.key, item.path),
+        )
+    return item.key, f"send '{item.key}' to bucket '{bucket}'", partial(backend.upload, item.path, bucket, item.key)
 
 
 def execute(plan: Sequence[Task], workers: int = DEFAULT_WORKERS, on_result: OnResult = None) -> list[ItemResult]:

@@ -2,11 +2,11 @@
 
     python -m galaxy_cloud_storage.transfer.job get|send MANIFEST CREDENTIALS
 
-It needs nothing from Galaxy's web process or database (invariant 9): the manifest says what to
+It needs nothing from Galaxy's web process or database (invariant 9, docs/design.rst): the manifest says what to
 move where, the credentials file (written by the handler when the job was prepared) says how.
-The credentials file (and Galaxy's copy of it) is deleted as soon as it is read. Any failed object fails the job (exit 1)
-with a line per object on stderr, which Galaxy shows on the job's datasets (invariant 7).
-Datatypes are set afterwards by ``transfer.datatypes``, a process of its own, so that Galaxy's
+The credentials file (and Galaxy's copy of it) is deleted as soon as it is read. Any failed
+object fails the job (exit 1) with a line per object on stderr, which Galaxy shows on the job's
+datasets (invariant 7). Datatypes are set afterwards by ``transfer.datatypes``, a process of its own, so that Galaxy's
 datatypes registry does not weigh on this one's memory (invariant 8).
 """
 
@@ -16,15 +16,9 @@ import resource
 import sys
 from typing import Optional
 
-from ..providers import storage_backend
-from ..providers.base import StorageBackend
-from .engine import (
-    get_objects,
-    GetItem,
-    ItemResult,
-    send_files,
-    SendItem,
-)
+from ..contracts import GetManifest, JOB_CREDENTIALS, MintingFailure, SendManifest
+from ..providers.storage import StorageBackend
+from .engine import get_objects, ItemResult, send_files
 
 
 def credential_copies(path: str) -> list[str]:
@@ -41,9 +35,9 @@ def credential_copies(path: str) -> list[str]:
 
 
 def read_credentials(pointer_path: str) -> dict:
-    """The delegation the handler wrote for this job (jobs.credentials_file): ``pointer_path`` is
-    the job's ``credentials`` config file, which names the private file beside it. Both files, and
-    Galaxy's copies of them, are deleted as they are read."""
+    """What the handler wrote for this job (jobs.credentials_file; contracts.JobCredentials, as
+    JSON): ``pointer_path`` is the job's ``credentials`` config file, which names the private file
+    beside it. Both files, and Galaxy's copies of them, are deleted as they are read."""
     with open(pointer_path) as fh:
         name = os.path.basename(fh.read().strip())
     path = os.path.join(os.path.dirname(os.path.abspath(pointer_path)), name)
@@ -70,20 +64,21 @@ def report(results: list[ItemResult], verb: str) -> int:
     return 1 if failed else 0
 
 
-def run_get(backend: StorageBackend, manifest: dict) -> int:
-    items = [GetItem(item["key"], item["path"]) for item in manifest["items"]]
-    return report(get_objects(backend, manifest["bucket"], items), "Copied")
+def run_get(backend: StorageBackend, manifest: GetManifest) -> int:
+    return report(get_objects(backend, manifest.bucket, manifest.items), "Copied")
 
 
-def run_send(backend: StorageBackend, manifest: dict) -> int:
-    bucket = manifest["bucket"]
-    items = [SendItem(item["path"], item["key"]) for item in manifest["items"]]
-    if not manifest.get("overwrite_existing"):
+def run_send(backend: StorageBackend, manifest: SendManifest) -> int:
+    bucket, items = manifest.bucket, manifest.items
+    if not manifest.overwrite_existing:
         # Names were chosen at request time not to replace anything; one that appeared since is kept.
         found = backend.stat_many(bucket, [item.key for item in items])  # one listing, not a HEAD each
-        appeared = [item.key for item, info in zip(items, found) if info is not None]
+        appeared = [item.key for item, info in zip(items, found, strict=True) if info is not None]
         if appeared:
-            results = [ItemResult(key, False, 0, f"object '{key}' appeared in '{bucket}' since the request; not replaced") for key in appeared]
+            results = [
+                ItemResult(key, False, 0, f"object '{key}' appeared in '{bucket}' since the request; not replaced")
+                for key in appeared
+            ]
             kept = set(appeared)
             items = [item for item in items if item.key not in kept]
             return report(results + send_files(backend, bucket, items), "Sent")
@@ -92,14 +87,17 @@ def run_send(backend: StorageBackend, manifest: dict) -> int:
 
 def main(argv: Optional[list[str]] = None) -> int:
     action, manifest_path, credentials_path = argv if argv is not None else sys.argv[1:]
-    delegation = read_credentials(credentials_path)
+    credentials = JOB_CREDENTIALS.validate_python(read_credentials(credentials_path))
     with open(manifest_path) as fh:
-        manifest = json.load(fh)
-    if "error" in delegation:
-        print(f"No cloud credentials: {delegation['error']}", file=sys.stderr)
+        manifest_json = fh.read()
+    if isinstance(credentials, MintingFailure):
+        print(f"No cloud credentials: {credentials.error}", file=sys.stderr)
         return 1
-    backend = storage_backend(**delegation)
-    status = run_get(backend, manifest) if action == "get" else run_send(backend, manifest)
+    backend = credentials.backend()
+    if action == "get":
+        status = run_get(backend, GetManifest.model_validate_json(manifest_json))
+    else:
+        status = run_send(backend, SendManifest.model_validate_json(manifest_json))
     print(f"Peak memory of the transfer: {peak_rss_mib():.0f} MiB")
     return status
 

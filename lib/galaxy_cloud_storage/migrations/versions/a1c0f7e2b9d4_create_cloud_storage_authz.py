@@ -29,9 +29,7 @@ def upgrade():
         sa.Column(
             "authn_id",
             sa.Integer,
-            sa.ForeignKey(
-                "oidc_user_authnz_tokens.id", ondelete="CASCADE", name="cloud_storage_authz_authn_id_fkey"
-            ),
+            sa.ForeignKey("oidc_user_authnz_tokens.id", ondelete="CASCADE", name="cloud_storage_authz_authn_id_fkey"),
             nullable=True,
         ),
         sa.Column("provider", sa.String(32), nullable=False),
