@@ -15,14 +15,15 @@ import time
 
 import requests
 import yaml
-
 from api_fuzzing import fuzz
 from base import LocalCloudTestCase
 from galaxy.model import Job
-from galaxy_cloud_storage.jobs import credentials_files
 from galaxy_test.base.populators import DatasetPopulator
 
+from galaxy_cloud_storage.jobs import credentials_files
+
 WAIT_BEFORE_TOOL = 6  # seconds a get job waits after Galaxy prepared it, before its tool runs
+STOPPED_MARK = "stopped-before-the-tool"  # what a send job's script leaves in its directory as it fails
 JOB_CONF = {
     "runners": {"local": {"load": "galaxy.jobs.runners.local:LocalJobRunner", "workers": 2}},
     "execution": {
@@ -31,7 +32,10 @@ JOB_CONF = {
             "local": {"runner": "local"},
             # Galaxy runs these in the job script before the tool (job_conf's env "execute").
             "waits_before_its_tool": {"runner": "local", "env": [{"execute": f"sleep {WAIT_BEFORE_TOOL}"}]},
-            "fails_before_its_tool": {"runner": "local", "env": [{"execute": "exit 3"}]},
+            "fails_before_its_tool": {
+                "runner": "local",
+                "env": [{"execute": f'touch "$_GALAXY_JOB_DIR/{STOPPED_MARK}"; exit 3'}],
+            },
         },
     },
     "tools": [
@@ -68,7 +72,13 @@ class TestHardening(LocalCloudTestCase):
         return record.json()["id"]
 
     def cloud_get(self, objects, history_id=None, **extra):
-        payload = {"history_id": history_id or self.history_id, "authz_id": self.authz_id, "bucket": self.cloud.bucket, "objects": objects, **extra}
+        payload = {
+            "history_id": history_id or self.history_id,
+            "authz_id": self.authz_id,
+            "bucket": self.cloud.bucket,
+            "objects": objects,
+            **extra,
+        }
         return self._post("cloud/storage/get", payload, json=True)
 
     def assert_error(self, response, status, *words):
@@ -144,14 +154,20 @@ class TestHardening(LocalCloudTestCase):
 
     def test_credentials_of_a_job_failed_before_its_tool_ran_are_removed(self):
         self.dataset_populator.new_dataset(self.history_id, content="never sent\n", name="never-sent.txt", wait=True)
-        body = self._post("cloud/storage/send", {"history_id": self.history_id, "authz_id": self.authz_id, "bucket": self.cloud.bucket}, json=True).json()
+        body = self._post(
+            "cloud/storage/send",
+            {"history_id": self.history_id, "authz_id": self.authz_id, "bucket": self.cloud.bucket},
+            json=True,
+        ).json()
         job_id = json.loads(body["sent_dataset_labels"][0])["job_id"]
 
         job = self.wait_for_job(job_id)
 
         assert job["state"] == "error", job
-        assert not job.get("tool_stdout"), job  # the transfer never started
+        # The job script ran (its files were written, credentials among them) and stopped before the tool.
         directory = self.job_directory(job_id)
+        assert os.path.exists(os.path.join(directory, STOPPED_MARK)), os.listdir(directory)
+        assert not job.get("tool_stdout"), job
         assert credentials_files(directory) == []
         assert self.files_holding(directory, self.cloud.secrets[0]) == []
         assert "never-sent.txt" not in self.cloud.admin.list_keys(self.cloud.bucket)
@@ -162,7 +178,12 @@ class TestHardening(LocalCloudTestCase):
         self.cloud.admin.put_object(self.cloud.bucket, "admins.txt", b"x")
         admin_authz = self.create_authz(self.cloud.authz_config, admin=True)
         before_history, before_jobs = self.history_size(self.history_id), self.job_count()
-        get = {"history_id": self.history_id, "authz_id": admin_authz, "bucket": self.cloud.bucket, "objects": ["admins.txt"]}
+        get = {
+            "history_id": self.history_id,
+            "authz_id": admin_authz,
+            "bucket": self.cloud.bucket,
+            "objects": ["admins.txt"],
+        }
         self.assert_error(self._post("cloud/storage/get", get, json=True, admin=True), 403, "another user")
         send = {"history_id": self.history_id, "authz_id": admin_authz, "bucket": self.cloud.bucket}
         self.assert_error(self._post("cloud/storage/send", send, json=True, admin=True), 403, "another user")
@@ -178,11 +199,30 @@ class TestHardening(LocalCloudTestCase):
                 self._get(f"cloud/authz/{bad}"),
                 self._put(f"cloud/authz/{bad}", {"description": "x"}, json=True),
                 self._delete(f"cloud/authz/{bad}"),
-                self._post("cloud/authz", {"provider": "aws", "config": self.cloud.authz_config, "authn_id": bad}, json=True),
+                self._post(
+                    "cloud/authz", {"provider": "aws", "config": self.cloud.authz_config, "authn_id": bad}, json=True
+                ),
                 self.cloud_get(["x"], history_id=bad),
-                self._post("cloud/storage/get", {"history_id": self.history_id, "authz_id": bad, "bucket": self.cloud.bucket, "objects": ["x"]}, json=True),
-                self._post("cloud/storage/send", {"history_id": bad, "authz_id": self.authz_id, "bucket": self.cloud.bucket}, json=True),
-                self._post("cloud/storage/send", {"history_id": self.history_id, "authz_id": self.authz_id, "bucket": self.cloud.bucket, "dataset_ids": [bad]}, json=True),
+                self._post(
+                    "cloud/storage/get",
+                    {"history_id": self.history_id, "authz_id": bad, "bucket": self.cloud.bucket, "objects": ["x"]},
+                    json=True,
+                ),
+                self._post(
+                    "cloud/storage/send",
+                    {"history_id": bad, "authz_id": self.authz_id, "bucket": self.cloud.bucket},
+                    json=True,
+                ),
+                self._post(
+                    "cloud/storage/send",
+                    {
+                        "history_id": self.history_id,
+                        "authz_id": self.authz_id,
+                        "bucket": self.cloud.bucket,
+                        "dataset_ids": [bad],
+                    },
+                    json=True,
+                ),
             ):
                 self.assert_error(response, 404, "Nothing has the id")
         # a well-formed id that decodes to no number names nothing either
@@ -219,7 +259,13 @@ class TestHardening(LocalCloudTestCase):
         record = self._get(f"cloud/authz/{self.authz_id}").json()
         self.cloud.admin.put_object(self.cloud.bucket, "stamped.txt", b"x")
         summary = self.cloud_get(["stamped.txt"]).json()[0]
-        for stamp in (record["create_time"], record["last_update"], record["last_activity"], summary["create_time"], summary["update_time"]):
+        for stamp in (
+            record["create_time"],
+            record["last_update"],
+            record["last_activity"],
+            summary["create_time"],
+            summary["update_time"],
+        ):
             assert stamp.endswith("Z") or stamp.endswith("+00:00"), stamp
         self.wait_for_job(summary["job_id"])
 
@@ -261,11 +307,18 @@ class TestHardening(LocalCloudTestCase):
             history_id = self.dataset_populator.new_history()
             authz_id = self.create_authz(self.cloud.authz_config)
         self.cloud.admin.put_object(self.cloud.bucket, "fuzzed.txt", b"fuzz\n")
-        examples = {"history_id": history_id, "authz_id": authz_id, "bucket": self.cloud.bucket, "objects": ["fuzzed.txt"]}
+        examples = {
+            "history_id": history_id,
+            "authz_id": authz_id,
+            "bucket": self.cloud.bucket,
+            "objects": ["fuzzed.txt"],
+        }
         workdir = tempfile.mkdtemp(prefix="gcs-fuzz-")
 
         report = fuzz(self.url, key, examples, workdir, FUZZ_EXAMPLES_PER_OPERATION, FUZZ_SEED)
 
         print(f"schemathesis: {report.cases} test cases, {report.failures} failures")
-        assert report.exit_code == 0 and report.failures == 0, f"see {workdir}/schemathesis-output.txt:\n{report.output[-3000:]}"
+        assert report.exit_code == 0 and report.failures == 0, (
+            f"see {workdir}/schemathesis-output.txt:\n{report.output[-3000:]}"
+        )
         assert report.cases >= 100, report.output[-5000:]
