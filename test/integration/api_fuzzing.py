@@ -70,13 +70,18 @@ def plugin_document(document: dict, examples: dict[str, Any]) -> dict:
     return cut
 
 
-def fuzz(galaxy_url: str, api_key: str, examples: dict[str, Any], workdir: str, max_examples: int, seed: int) -> FuzzReport:
+def fuzz(
+    galaxy_url: str, api_key: str, examples: dict[str, Any], workdir: str, max_examples: int, seed: int
+) -> FuzzReport:
     response = requests.get(f"{galaxy_url.rstrip('/')}/openapi.json", timeout=60)
     response.raise_for_status()
     document_path = os.path.join(workdir, "plugin-openapi.json")
     with open(document_path, "w") as fh:
         json.dump(plugin_document(response.json(), examples), fh)
-    report_path, config_path = os.path.join(workdir, "schemathesis-report.json"), os.path.join(workdir, "schemathesis.toml")
+    report_path, config_path = (
+        os.path.join(workdir, "schemathesis-report.json"),
+        os.path.join(workdir, "schemathesis.toml"),
+    )
     with open(config_path, "w") as fh:
         fh.write(CONFIG)
     command = [

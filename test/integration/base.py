@@ -6,24 +6,16 @@ import tempfile
 import time
 from typing import Optional
 
+import galaxy.tools
 import yaml
 from cryptography.fernet import Fernet
-from sqlalchemy import select
-
-import galaxy.tools
-from galaxy.model import (
-    User,
-    UserAuthnzToken,
-)
+from galaxy.model import User, UserAuthnzToken
 from galaxy_test.driver.integration_util import IntegrationTestCase
+from sqlalchemy import select
 
 from galaxy_cloud_storage.mount import init_fast_app
 from galaxy_cloud_storage.tools import tool_conf_xml
-from local_clouds import (
-    LocalCloud,
-    OidcIdentity,
-    start_cloud,
-)
+from galaxy_cloud_storage_testing.local_clouds import LocalCloud, OidcIdentity, start_cloud
 
 HERE = os.path.dirname(__file__)
 GALAXY_CONFIG_DIR = os.path.join(HERE, "galaxy_config")
@@ -111,7 +103,7 @@ class CloudStorageTestCase(IntegrationTestCase):
 
 
 class LocalCloudTestCase(CloudStorageTestCase):
-    """Galaxy with the plugin and ``provider``'s local cloud (scripts/local_clouds.py), started
+    """Galaxy with the plugin and ``provider``'s local cloud (galaxy_cloud_storage_testing/local_clouds.py), started
     before Galaxy (whose config names its endpoints) and stopped after it."""
 
     provider: str = ""

@@ -1,7 +1,7 @@
 """A Galaxy whose users log in through Galaxy's real OIDC login, for the secretless authorizations.
 
 The users log in through Galaxy's generic ``oidc`` backend (the authorization code flow, Galaxy's
-callback) with a real OpenID provider on 127.0.0.1 (``node/op.mjs``, scripts/oidc_provider.py), so
+callback) with a real OpenID provider on 127.0.0.1 (``node/op.mjs``, galaxy_cloud_storage_testing/oidc_provider.py), so
 Galaxy holds each login's tokens in ``oidc_user_authnz_tokens`` as it does for a browser. The
 plugin reads the id_token from there, refreshes it through Galaxy when it has expired, and
 exchanges it at the cloud's token endpoint.
@@ -22,19 +22,14 @@ import time
 from dataclasses import dataclass
 
 import requests
+from base import CloudStorageTestCase, LocalCloudTestCase
+from galaxy.model import UserAuthnzToken
 from social_core.backends.open_id_connect import OpenIdConnectAuth
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from galaxy.model import UserAuthnzToken
-
-import localgalaxy
-import oidc_provider
-from base import (
-    CloudStorageTestCase,
-    LocalCloudTestCase,
-)
-from local_clouds import OidcIdentity
+from galaxy_cloud_storage_testing import localgalaxy, oidc_provider
+from galaxy_cloud_storage_testing.local_clouds import OidcIdentity
 
 PORT_VARIABLES = ("GALAXY_TEST_HOST", "GALAXY_TEST_PORT", "GALAXY_TEST_PORT_RANDOM")
 OIDC_TOKENS = ("id_token", "access_token", "refresh_token")
@@ -163,7 +158,9 @@ class OidcLoginTestCase(CloudStorageTestCase):
 
     @classmethod
     def api_as(cls, user: OidcUser, method: str, path: str, **kwargs) -> requests.Response:
-        return requests.request(method, f"{cls.galaxy_url}/api/{path}", headers={"x-api-key": user.api_key}, timeout=60, **kwargs)
+        return requests.request(
+            method, f"{cls.galaxy_url}/api/{path}", headers={"x-api-key": user.api_key}, timeout=60, **kwargs
+        )
 
     def setUp(self):
         super().setUp()
@@ -207,7 +204,7 @@ class OidcLoginTestCase(CloudStorageTestCase):
         oidc_user_authnz_tokens, vacuumed (no deleted rows left in free pages); as text."""
         url = self._app.config.database_connection
         assert url.startswith("sqlite:///"), url
-        path = url[len("sqlite:///"):].split("?")[0]
+        path = url[len("sqlite:///") :].split("?")[0]
         copy = os.path.join(tempfile.mkdtemp(prefix="gcs-db-"), "copy.sqlite")
         source, target = sqlite3.connect(path), sqlite3.connect(copy)
         try:
@@ -240,7 +237,9 @@ class OidcLoginTestCase(CloudStorageTestCase):
         alices_jobs = self._get("jobs", data={"limit": 1000}).json()
         assert {"cloud_storage_get", "cloud_storage_send"} <= {job["tool_id"] for job in alices_jobs}
         for job in alices_jobs:
-            self.assert_absent(secrets, self._get(f"jobs/{job['id']}", data={"full": True}).text, f"/api/jobs/{job['id']}?full=true")
+            self.assert_absent(
+                secrets, self._get(f"jobs/{job['id']}", data={"full": True}).text, f"/api/jobs/{job['id']}?full=true"
+            )
         # 3. Every file Galaxy's jobs left (cleanup_job: never): scripts, configfiles, outputs, logs.
         jobs_directory = self._app.config.jobs_directory
         files = 0

@@ -4,10 +4,9 @@ import json
 import os
 
 import requests
-from sqlalchemy import select
-
-from galaxy.model import UserAuthnzToken
 from base import CloudStorageTestCase
+from galaxy.model import UserAuthnzToken
+from sqlalchemy import select
 
 ROLE = "arn:aws:iam::123456789012:role/galaxy-demo"
 KEYSTONE = "http://127.0.0.1:5000/v3"
@@ -66,7 +65,11 @@ class TestCloudAuthzApi(CloudStorageTestCase):
         assert self._get(f"cloud/authz/{authz_id}").json() == record
         assert authz_id in [r["id"] for r in self._get("cloud/authz").json()]
 
-        updated = self._put(f"cloud/authz/{authz_id}", {"description": "renamed", "config": {"role_arn": ROLE, "token_ttl": 7200}}, json=True)
+        updated = self._put(
+            f"cloud/authz/{authz_id}",
+            {"description": "renamed", "config": {"role_arn": ROLE, "token_ttl": 7200}},
+            json=True,
+        )
         assert updated.status_code == 200, updated.text
         assert updated.json()["description"] == "renamed"
         assert updated.json()["config"]["token_ttl"] == 7200
@@ -89,7 +92,9 @@ class TestCloudAuthzApi(CloudStorageTestCase):
 
     def test_duplicate_is_refused(self):
         first = self.create(aws(role=ROLE + "-dup", token_ttl=900))
-        self.assert_error(self._post("cloud/authz", aws(role=ROLE + "-dup", token_ttl=900), json=True), 400, first["id"])
+        self.assert_error(
+            self._post("cloud/authz", aws(role=ROLE + "-dup", token_ttl=900), json=True), 400, first["id"]
+        )
         self.create(aws(role=ROLE + "-dup", token_ttl=1800))  # another config is another record
 
     # -- isolation, both ways -----------------------------------------------------------------------
@@ -139,10 +144,34 @@ class TestCloudAuthzApi(CloudStorageTestCase):
             ({**aws(), "authn_id": 12}, 400, "authn_id"),
             ({**aws(), "description": "x" * 2000}, 400, "description"),
             (aws(access_key_id="AKIAEXAMPLE"), 400, "secret_access_key"),
-            ({**aws(), "config": {"role_arn": ROLE, "access_key_id": "AKIA", "secret_access_key": "x"}}, 400, "not both"),
-            ({"provider": "azure", "config": {"tenant_id": "x", "client_id": "y", "storage_account": "acct"}}, 400, "config.tenant_id"),
-            ({"provider": "azure", "config": {"storage_account": "acct", "sas_token": "sv=x"}}, 400, "allow_stored_secrets"),
-            ({"provider": "openstack", "config": {"identity_provider": "galaxy", "protocol": "openid", "project_name": "p", "auth_url": "http://evil.example.org/v3"}}, 400, "config.auth_url"),
+            (
+                {**aws(), "config": {"role_arn": ROLE, "access_key_id": "AKIA", "secret_access_key": "x"}},
+                400,
+                "not both",
+            ),
+            (
+                {"provider": "azure", "config": {"tenant_id": "x", "client_id": "y", "storage_account": "acct"}},
+                400,
+                "config.tenant_id",
+            ),
+            (
+                {"provider": "azure", "config": {"storage_account": "acct", "sas_token": "sv=x"}},
+                400,
+                "allow_stored_secrets",
+            ),
+            (
+                {
+                    "provider": "openstack",
+                    "config": {
+                        "identity_provider": "galaxy",
+                        "protocol": "openid",
+                        "project_name": "p",
+                        "auth_url": "http://evil.example.org/v3",
+                    },
+                },
+                400,
+                "config.auth_url",
+            ),
         ]
         for payload, status, word in cases:
             self.assert_error(self._post("cloud/authz", payload, json=True), status, word)
@@ -167,15 +196,25 @@ class TestCloudAuthzApi(CloudStorageTestCase):
         put_url = self._api_url(f"cloud/authz/{record['id']}", use_key=True)
         self.assert_error(requests.put(put_url, data="[", headers={"content-type": "application/json"}), 400)
         self.assert_error(self._put(f"cloud/authz/{record['id']}", {"provider": "azure"}, json=True), 400, "provider")
-        self.assert_error(self._put(f"cloud/authz/{record['id']}", {"config": {"role_arn": "nope"}}, json=True), 400, "config.role_arn")
+        self.assert_error(
+            self._put(f"cloud/authz/{record['id']}", {"config": {"role_arn": "nope"}}, json=True),
+            400,
+            "config.role_arn",
+        )
         self.assert_error(self._put(f"cloud/authz/{record['id']}", {"colour": "red"}, json=True), 400, "colour")
         assert self._get(f"cloud/authz/{record['id']}").json() == record
 
     # -- secrets: admin-enabled, vault only, never shown --------------------------------------------
 
     def test_stored_secret_lives_in_the_vault_only(self):
-        record = self.create({"provider": "aws", "config": {"access_key_id": "AKIAEXAMPLEKEY", "secret_access_key": STATIC_SECRET}})
-        assert record["config"] == {"access_key_id": "AKIAEXAMPLEKEY", "secret_access_key": "********", "token_ttl": 3600}
+        record = self.create(
+            {"provider": "aws", "config": {"access_key_id": "AKIAEXAMPLEKEY", "secret_access_key": STATIC_SECRET}}
+        )
+        assert record["config"] == {
+            "access_key_id": "AKIAEXAMPLEKEY",
+            "secret_access_key": "********",
+            "token_ttl": 3600,
+        }
         assert record["authn_id"] is None or record["authn_id"] == self.authn_id
         responses = [self._get("cloud/authz"), self._get(f"cloud/authz/{record['id']}")]
         # sending the redaction back keeps the secret
@@ -186,22 +225,37 @@ class TestCloudAuthzApi(CloudStorageTestCase):
         assert manager.read_secrets(self._record(record["id"])) == {"secret_access_key": STATIC_SECRET}
         # a new value replaces it
         new_secret = STATIC_SECRET + "-rotated"
-        replaced = self._put(f"cloud/authz/{record['id']}", {"config": {"access_key_id": "AKIAEXAMPLEKEY", "secret_access_key": new_secret}}, json=True)
+        replaced = self._put(
+            f"cloud/authz/{record['id']}",
+            {"config": {"access_key_id": "AKIAEXAMPLEKEY", "secret_access_key": new_secret}},
+            json=True,
+        )
         responses.append(replaced)
         assert manager.read_secrets(self._record(record["id"])) == {"secret_access_key": new_secret}
         for response in responses:
             assert STATIC_SECRET not in response.text
         self.assert_not_in_database(STATIC_SECRET, new_secret)
         self.assert_error(
-            self._put(f"cloud/authz/{record['id']}", {"config": {"role_arn": ROLE, "secret_access_key": "********"}}, json=True),
+            self._put(
+                f"cloud/authz/{record['id']}",
+                {"config": {"role_arn": ROLE, "secret_access_key": "********"}},
+                json=True,
+            ),
             400,
         )
         self._delete(f"cloud/authz/{record['id']}")
         vault = self._app.vault
-        assert not vault.read_secret(f"user/{self._record_owner()}/cloud_storage/authz/{self._app.security.decode_id(record['id'])}/secret_access_key")
+        assert not vault.read_secret(
+            f"user/{self._record_owner()}/cloud_storage/authz/{self._app.security.decode_id(record['id'])}/secret_access_key"
+        )
 
     def test_openstack_auth_url_may_repeat_the_admins(self):
-        config = {"identity_provider": "galaxy", "protocol": "openid", "project_name": "demo", "auth_url": KEYSTONE + "/"}
+        config = {
+            "identity_provider": "galaxy",
+            "protocol": "openid",
+            "project_name": "demo",
+            "auth_url": KEYSTONE + "/",
+        }
         record = self.create({"provider": "openstack", "config": config})
         assert record["config"]["project_name"] == "demo"
 
@@ -238,7 +292,9 @@ class TestCloudAuthzApi(CloudStorageTestCase):
 
     def _record_owner(self):
         session = self._app.model.session
-        token = session.scalars(select(UserAuthnzToken).where(UserAuthnzToken.id == self._app.security.decode_id(self.authn_id))).one()
+        token = session.scalars(
+            select(UserAuthnzToken).where(UserAuthnzToken.id == self._app.security.decode_id(self.authn_id))
+        ).one()
         return token.user_id
 
     def assert_not_in_database(self, *secrets):
@@ -262,7 +318,11 @@ class TestWithoutVault(CloudStorageTestCase):
     plugin_config = {"providers": {"azure": {"allow_stored_secrets": True}}}
 
     def test_secret_mode_needs_a_vault(self):
-        response = self._post("cloud/authz", {"provider": "azure", "config": {"storage_account": "acct", "sas_token": AZURE_SECRET}}, json=True)
+        response = self._post(
+            "cloud/authz",
+            {"provider": "azure", "config": {"storage_account": "acct", "sas_token": AZURE_SECRET}},
+            json=True,
+        )
         assert response.status_code == 400, response.text
         assert "vault" in response.json()["err_msg"]
         assert AZURE_SECRET not in response.text

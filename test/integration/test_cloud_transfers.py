@@ -16,8 +16,9 @@ import json
 import os
 
 from base import LocalCloudTestCase
-from galaxy_cloud_storage.providers import name_rules
 from galaxy_test.base.populators import DatasetPopulator
+
+from galaxy_cloud_storage.providers import cloud
 
 MiB = 1024 * 1024
 COMMON_KEYS_AND_BYTES = {
@@ -61,11 +62,22 @@ class CloudTransferSuite(LocalCloudTestCase):
     # -- helpers -----------------------------------------------------------------------------------
 
     def cloud_get(self, objects, bucket=None, authz_id=None, **extra):
-        payload = {"history_id": self.history_id, "authz_id": authz_id or self.authz_id, "bucket": bucket or self.cloud.bucket, "objects": objects, **extra}
+        payload = {
+            "history_id": self.history_id,
+            "authz_id": authz_id or self.authz_id,
+            "bucket": bucket or self.cloud.bucket,
+            "objects": objects,
+            **extra,
+        }
         return self._post("cloud/storage/get", payload, json=True)
 
     def cloud_send(self, bucket=None, authz_id=None, **extra):
-        payload = {"history_id": self.history_id, "authz_id": authz_id or self.authz_id, "bucket": bucket or self.cloud.bucket, **extra}
+        payload = {
+            "history_id": self.history_id,
+            "authz_id": authz_id or self.authz_id,
+            "bucket": bucket or self.cloud.bucket,
+            **extra,
+        }
         return self._post("cloud/storage/send", payload, json=True)
 
     def put_object(self, key: str, body: bytes) -> None:
@@ -92,11 +104,22 @@ class CloudTransferSuite(LocalCloudTestCase):
         summaries = response.json()
         assert [s["name"] for s in summaries] == list(self.keys_and_bytes)
         assert len({s["job_id"] for s in summaries}) == 1
-        assert {"id", "state", "file_size", "create_time", "update_time", "deleted", "purged", "purgable", "total_size", "uuid"} <= set(summaries[0])
+        assert {
+            "id",
+            "state",
+            "file_size",
+            "create_time",
+            "update_time",
+            "deleted",
+            "purged",
+            "purgable",
+            "total_size",
+            "uuid",
+        } <= set(summaries[0])
         job = self.wait_for_job(summaries[0]["job_id"])
         assert job["state"] == "ok", job
         assert job["tool_id"] == "cloud_storage_get"
-        for summary, (key, body) in zip(summaries, self.keys_and_bytes.items()):
+        for summary, (key, body) in zip(summaries, self.keys_and_bytes.items(), strict=True):
             details = self._get(f"datasets/{summary['id']}").json()
             assert details["state"] == "ok", details
             assert details["name"] == key
@@ -118,7 +141,11 @@ class CloudTransferSuite(LocalCloudTestCase):
         cases = [
             (self.cloud_get(["present.txt", "missing-1", "missing/2"]), 404, ["missing-1", "missing/2"]),
             (self.cloud_get(["present.txt"], bucket="galaxy-lab-data-missing"), 404, ["does not exist"]),
-            (self.cloud_get(["present.txt"], bucket=self.cloud.other_bucket, authz_id=self.limited_authz_id), 403, [self.cloud.other_bucket]),
+            (
+                self.cloud_get(["present.txt"], bucket=self.cloud.other_bucket, authz_id=self.limited_authz_id),
+                403,
+                [self.cloud.other_bucket],
+            ),
             (self.cloud_get([]), 400, ["objects"]),
             (self.cloud_get(["present.txt", "present.txt"]), 400, ["present.txt"]),
             (self.cloud_get(["present.txt"], input_args={"dbkey": "hg38", "colour": "red"}), 400, ["colour"]),
@@ -136,19 +163,35 @@ class CloudTransferSuite(LocalCloudTestCase):
         bucket = self.cloud.bucket
         with self._different_user("intruder@example.org"):
             their_history = self.dataset_populator.new_history()
-            stolen_authz = self._post("cloud/storage/get", {"history_id": their_history, "authz_id": self.authz_id, "bucket": bucket, "objects": ["mine.txt"]}, json=True)
+            stolen_authz = self._post(
+                "cloud/storage/get",
+                {"history_id": their_history, "authz_id": self.authz_id, "bucket": bucket, "objects": ["mine.txt"]},
+                json=True,
+            )
             assert stolen_authz.status_code == 404, stolen_authz.text
-            sent = self._post("cloud/storage/send", {"history_id": their_history, "authz_id": self.authz_id, "bucket": bucket}, json=True)
+            sent = self._post(
+                "cloud/storage/send",
+                {"history_id": their_history, "authz_id": self.authz_id, "bucket": bucket},
+                json=True,
+            )
             assert sent.status_code == 404, sent.text
-            into_mine = self._post("cloud/storage/send", {"history_id": self.history_id, "authz_id": self.authz_id, "bucket": bucket}, json=True)
+            into_mine = self._post(
+                "cloud/storage/send",
+                {"history_id": self.history_id, "authz_id": self.authz_id, "bucket": bucket},
+                json=True,
+            )
             assert into_mine.status_code in (403, 404), into_mine.text
         assert self.history_size(self.history_id) == 0
 
     # -- send --------------------------------------------------------------------------------------
 
     def test_send_then_overwrite_rule(self):
-        first = self.dataset_populator.new_dataset(self.history_id, content="a\tb\n1\t2\n", name="my table.tsv", wait=True)
-        second = self.dataset_populator.new_dataset(self.history_id, content="second\n", name="n\u00f8tes.txt", wait=True)
+        first = self.dataset_populator.new_dataset(
+            self.history_id, content="a\tb\n1\t2\n", name="my table.tsv", wait=True
+        )
+        second = self.dataset_populator.new_dataset(
+            self.history_id, content="second\n", name="n\u00f8tes.txt", wait=True
+        )
         response = self.cloud_send()
         assert response.status_code == 200, response.text
         body = response.json()
@@ -196,9 +239,11 @@ class CloudTransferSuite(LocalCloudTestCase):
         """Invariant 10: a key with dot segments is the object of that name (S3, GCS) or a 400
         saying why (Azure, Swift: HTTP would resolve it to another object); names no cloud holds
         are 400s, never 502s."""
-        rules = name_rules(self.provider)
+        rules = cloud(self.provider).names
         self.put_object("peaks/rep1.bed", b"the object next door\n")
-        named = self.dataset_populator.new_dataset(self.history_id, content="sent under a dotted name\n", name="y/../sent.txt", wait=True)
+        named = self.dataset_populator.new_dataset(
+            self.history_id, content="sent under a dotted name\n", name="y/../sent.txt", wait=True
+        )
         before_history, before_jobs = self.history_size(self.history_id), self.job_count()
         for bucket in (".", "..", "a\x00b"):
             response = self.cloud_get(["peaks/rep1.bed"], bucket=bucket)
@@ -209,7 +254,9 @@ class CloudTransferSuite(LocalCloudTestCase):
         dotted = "x/../peaks/rep1.bed"
         if not rules.dot_segments_allowed:
             response = self.cloud_get([dotted])
-            assert response.status_code == 400 and "'.' or '..' path segment" in response.json()["err_msg"], response.text
+            assert response.status_code == 400 and "'.' or '..' path segment" in response.json()["err_msg"], (
+                response.text
+            )
             assert self.history_size(self.history_id) == before_history and self.job_count() == before_jobs
             body = self.cloud_send(dataset_ids=[named["id"]]).json()
             assert body["sent_dataset_labels"] == []
@@ -286,7 +333,7 @@ class TestSwiftTransfers(CloudTransferSuite):
 
 
 class TestSwiftKeystoneTransfers(CloudTransferSuite):
-    """Swift behind a real Keystone, with application credentials (scripts/keystone_aio.py)."""
+    """Swift behind a real Keystone, with application credentials (galaxy_cloud_storage_testing/keystone_aio.py)."""
 
     provider = "openstack"
     cloud_options = {"keystone": True}

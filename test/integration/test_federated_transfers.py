@@ -26,29 +26,15 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from datetime import (
-    datetime,
-    timezone,
-)
+from datetime import datetime, timezone
 
 import jwt
 import requests
-
-import entra_token_server
-import keystone_aio
-import oidc_provider
 from galaxy_test.base.populators import DatasetPopulator
-from local_clouds import (
-    GCP_AUDIENCE,
-    GCP_POOL,
-)
-from oidc_base import (
-    OIDC_TOKENS,
-    SUBJECT,
-    FederatedCloudTestCase,
-    OidcLoginTestCase,
-    sha256,
-)
+from oidc_base import FederatedCloudTestCase, OIDC_TOKENS, OidcLoginTestCase, sha256, SUBJECT
+
+from galaxy_cloud_storage_testing import entra_token_server, keystone_aio, oidc_provider
+from galaxy_cloud_storage_testing.local_clouds import GCP_AUDIENCE, GCP_POOL
 
 JWT = re.compile(r"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+")
 KEYSTONE_TOKEN = re.compile(r"gAAAAA[\w=-]{80,}")  # fernet
@@ -111,7 +97,13 @@ class FederatedTransferSuite(OidcLoginTestCase, FederatedCloudTestCase):
     # -- helpers -----------------------------------------------------------------------------------
 
     def cloud_get(self, objects, **extra):
-        payload = {"history_id": self.history_id, "authz_id": self.authz_id, "bucket": self.cloud.bucket, "objects": objects, **extra}
+        payload = {
+            "history_id": self.history_id,
+            "authz_id": self.authz_id,
+            "bucket": self.cloud.bucket,
+            "objects": objects,
+            **extra,
+        }
         return self._post("cloud/storage/get", payload, json=True)
 
     def cloud_send(self, **extra):
@@ -243,7 +235,11 @@ class FederatedTransferSuite(OidcLoginTestCase, FederatedCloudTestCase):
         assert len(exchanges) == 6 and all(e.ok for e in exchanges), exchanges  # 3 requests, 3 jobs
         assert new["id_token"] != old["id_token"]
 
-        secrets = {f"OIDC {name} ({when})": tokens[name] for when, tokens in (("before the refresh", old), ("now", new)) for name in OIDC_TOKENS}
+        secrets = {
+            f"OIDC {name} ({when})": tokens[name]
+            for when, tokens in (("before the refresh", old), ("now", new))
+            for name in OIDC_TOKENS
+        }
         self.assert_no_credential_anywhere(secrets, {
             "POST /api/cloud/storage/get": got.text,
             "POST /api/cloud/storage/get (after the refresh)": refreshed.text,
@@ -260,13 +256,18 @@ class TestAzureFederated(FederatedTransferSuite):
 
     def exchanges(self) -> list[Exchange]:
         return [
-            Exchange(r["time"], r["outcome"] == "issued", r.get("iss", ""), r.get("sub", ""), tuple(r.get("aud") or ()), r.get("assertion_sha256", ""), r)
+            Exchange(r["time"], r["outcome"] == "issued", r.get("iss", ""), r.get("sub", ""), tuple(r.get("aud") or ()),
+                     r.get("assertion_sha256", ""), r)
             for r in entra_token_server.exchanges(os.path.join(self.cloud_dir, "entra_exchanges.jsonl"))
         ]  # fmt: skip
 
     def check_exchange(self, exchange: Exchange) -> None:
         record, config = exchange.record, self.cloud.authz_config
-        assert (record["tenant"], record["client_id"], record["grant"]) == (config["tenant_id"], config["client_id"], "client_assertion"), record
+        assert (record["tenant"], record["client_id"], record["grant"]) == (
+            config["tenant_id"],
+            config["client_id"],
+            "client_assertion",
+        ), record
 
     def issued_tokens_in(self, haystack: str) -> list[str]:
         # The token server does not say what it issued: any JWT that Entra's access token issuer
@@ -311,7 +312,8 @@ class TestGcpFederated(FederatedTransferSuite):
             with open(path) as fh:
                 records = [json.loads(line) for line in fh if line.strip()]
         return [
-            Exchange(r["time"], r["outcome"] == "ok", r.get("iss") or "", r.get("sub") or "", _audiences(r.get("aud")), r.get("subject_token_sha256", ""), r)
+            Exchange(r["time"], r["outcome"] == "ok", r.get("iss") or "", r.get("sub") or "", _audiences(r.get("aud")),
+                     r.get("subject_token_sha256", ""), r)
             for r in records
         ]  # fmt: skip
 
@@ -358,7 +360,8 @@ class TestOpenStackFederated(FederatedTransferSuite):
             with open(path) as fh:
                 records = [json.loads(line) for line in fh if line.strip()]
         return [
-            Exchange(r["time"], r["outcome"] == "ok", r.get("iss") or "", r.get("sub") or "", (r.get("client_id") or "",), r["token_sha256"], r)
+            Exchange(r["time"], r["outcome"] == "ok", r.get("iss") or "", r.get("sub") or "",
+                     (r.get("client_id") or "",), r["token_sha256"], r)
             for r in records
         ]  # fmt: skip
 

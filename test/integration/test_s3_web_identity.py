@@ -12,28 +12,15 @@ allowed to use one bucket only. One Galaxy for the whole class.
 import json
 import os
 import time
-from datetime import (
-    datetime,
-    timezone,
-)
+from datetime import datetime, timezone
 from typing import Optional
 
 import jwt
-
-import moto_aws
-import oidc_provider
 from galaxy_test.base.populators import DatasetPopulator
-from local_clouds import (
-    BUCKET,
-    OTHER_BUCKET,
-)
-from oidc_base import (
-    OIDC_TOKENS,
-    FederatedCloudTestCase,
-    OidcLoginTestCase,
-    OidcUser,
-    sha256,
-)
+from oidc_base import FederatedCloudTestCase, OIDC_TOKENS, OidcLoginTestCase, OidcUser, sha256
+
+from galaxy_cloud_storage_testing import moto_aws, oidc_provider
+from galaxy_cloud_storage_testing.local_clouds import BUCKET, OTHER_BUCKET
 
 TOKEN_TTL = 1800  # the authorization's token_ttl, which is STS's DurationSeconds
 
@@ -79,11 +66,21 @@ class TestS3WebIdentity(OidcLoginTestCase, FederatedCloudTestCase):
         return self.aws.list_keys(bucket)
 
     def cloud_get(self, objects, bucket=BUCKET, history_id=None, authz_id=None):
-        payload = {"history_id": history_id or self.history_id, "authz_id": authz_id or self.authz_id, "bucket": bucket, "objects": objects}
+        payload = {
+            "history_id": history_id or self.history_id,
+            "authz_id": authz_id or self.authz_id,
+            "bucket": bucket,
+            "objects": objects,
+        }
         return self._post("cloud/storage/get", payload, json=True)
 
     def cloud_send(self, bucket=BUCKET, history_id=None, authz_id=None, **extra):
-        payload = {"history_id": history_id or self.history_id, "authz_id": authz_id or self.authz_id, "bucket": bucket, **extra}
+        payload = {
+            "history_id": history_id or self.history_id,
+            "authz_id": authz_id or self.authz_id,
+            "bucket": bucket,
+            **extra,
+        }
         return self._post("cloud/storage/send", payload, json=True)
 
     def sts_calls(self) -> list[dict]:
@@ -104,12 +101,16 @@ class TestS3WebIdentity(OidcLoginTestCase, FederatedCloudTestCase):
 
     def test_login_goes_through_galaxy_and_stores_a_verifiable_id_token(self):
         identities = self.alice.session.get(f"{self.galaxy_url}/authnz/", timeout=30).json()
-        assert [(i["id"], i["provider"], i["email"]) for i in identities] == [(self.alice.authn_id, "oidc", "alice@example.org")]
+        assert [(i["id"], i["provider"], i["email"]) for i in identities] == [
+            (self.alice.authn_id, "oidc", "alice@example.org")
+        ]
         stored = self.stored_tokens(self.alice)
         assert {"id_token", "refresh_token", "expires_in", "auth_time"} <= set(stored)  # GET_ALL_EXTRA_DATA
         # Signed by the provider for this Galaxy: what STS checks too.
         key = jwt.PyJWKClient(f"{self.issuer}/jwks").get_signing_key_from_jwt(stored["id_token"])
-        claims = jwt.decode(stored["id_token"], key.key, algorithms=["RS256"], audience=oidc_provider.CLIENT_ID, issuer=self.issuer)
+        claims = jwt.decode(
+            stored["id_token"], key.key, algorithms=["RS256"], audience=oidc_provider.CLIENT_ID, issuer=self.issuer
+        )
         assert claims["sub"] == "alice"
         authz = self._get(f"cloud/authz/{self.authz_id}").json()
         assert authz["authn_id"] == self.alice.authn_id
@@ -129,7 +130,9 @@ class TestS3WebIdentity(OidcLoginTestCase, FederatedCloudTestCase):
         assert self.dataset_bytes(summary["id"]) == body
         get_calls = self.sts_calls()[before:]
 
-        dataset = self.dataset_populator.new_dataset(self.history_id, content="sent by alice\n", name="alice results.txt", wait=True)
+        dataset = self.dataset_populator.new_dataset(
+            self.history_id, content="sent by alice\n", name="alice results.txt", wait=True
+        )
         response = self.cloud_send(dataset_ids=[dataset["id"]])
         assert response.status_code == 200, response.text
         label = json.loads(response.json()["sent_dataset_labels"][0])
@@ -193,7 +196,11 @@ class TestS3WebIdentity(OidcLoginTestCase, FederatedCloudTestCase):
     def test_failed_refresh_asks_to_log_in_again_and_creates_nothing(self):
         self.put_object("needs-login.txt", b"x")
         dataset = self.dataset_populator.new_dataset(self.history_id, content="y\n", name="y.txt", wait=True)
-        before_history, before_jobs, before_calls = self.history_size(self.history_id), self.job_count(), len(self.sts_calls())
+        before_history, before_jobs, before_calls = (
+            self.history_size(self.history_id),
+            self.job_count(),
+            len(self.sts_calls()),
+        )
         before_objects = self.object_keys()
         try:
             # The user (or the provider's admin) ended the grant; then the id_token expires.
@@ -232,7 +239,9 @@ class TestS3WebIdentity(OidcLoginTestCase, FederatedCloudTestCase):
         assert self.wait_for_job(send_job)["state"] == "ok"
 
         secrets = self.credential_material()
-        assert len([name for name in secrets if name.startswith("moto ")]) >= 3 * 6  # 3 jobs, 2 exchanges each, 3 values
+        assert (
+            len([name for name in secrets if name.startswith("moto ")]) >= 3 * 6
+        )  # 3 jobs, 2 exchanges each, 3 values
 
         self.assert_no_credential_anywhere(secrets, {"POST /api/cloud/storage/send": sent.text})
 
@@ -255,9 +264,15 @@ class TestS3WebIdentity(OidcLoginTestCase, FederatedCloudTestCase):
         bob = self.oidc_login("bob")
         bob_authz = self.create_authz(bob)  # bob's own identity, the same role
         self.put_object("alice-only.txt", b"alice's\n")
-        dataset = self.dataset_populator.new_dataset(self.history_id, content="alice's dataset\n", name="alice-only-send.txt", wait=True)
+        dataset = self.dataset_populator.new_dataset(
+            self.history_id, content="alice's dataset\n", name="alice-only-send.txt", wait=True
+        )
         bob_history = self.api_as(bob, "post", "histories", json={"name": "bob's"}).json()["id"]
-        before_alice, before_calls, before_objects = self.history_size(self.history_id), len(self.sts_calls()), self.object_keys()
+        before_alice, before_calls, before_objects = (
+            self.history_size(self.history_id),
+            len(self.sts_calls()),
+            self.object_keys(),
+        )
 
         def as_bob(path, payload):
             return self.api_as(bob, "post", path, json=payload)
@@ -265,14 +280,29 @@ class TestS3WebIdentity(OidcLoginTestCase, FederatedCloudTestCase):
         get = {"bucket": BUCKET, "objects": ["alice-only.txt"]}
         send = {"bucket": BUCKET, "dataset_ids": [dataset["id"]]}
         refused = {
-            "alice's authz, bob's history (get)": as_bob("cloud/storage/get", {**get, "authz_id": self.authz_id, "history_id": bob_history}),
-            "alice's authz, bob's history (send)": as_bob("cloud/storage/send", {"bucket": BUCKET, "authz_id": self.authz_id, "history_id": bob_history}),
-            "bob's authz, alice's history (get)": as_bob("cloud/storage/get", {**get, "authz_id": bob_authz, "history_id": self.history_id}),
-            "bob's authz, alice's history (send)": as_bob("cloud/storage/send", {**send, "authz_id": bob_authz, "history_id": self.history_id}),
-            "alice's authz, alice's history (get)": as_bob("cloud/storage/get", {**get, "authz_id": self.authz_id, "history_id": self.history_id}),
-            "alice's authz, alice's history (send)": as_bob("cloud/storage/send", {**send, "authz_id": self.authz_id, "history_id": self.history_id}),
+            "alice's authz, bob's history (get)": as_bob(
+                "cloud/storage/get", {**get, "authz_id": self.authz_id, "history_id": bob_history}
+            ),
+            "alice's authz, bob's history (send)": as_bob(
+                "cloud/storage/send", {"bucket": BUCKET, "authz_id": self.authz_id, "history_id": bob_history}
+            ),
+            "bob's authz, alice's history (get)": as_bob(
+                "cloud/storage/get", {**get, "authz_id": bob_authz, "history_id": self.history_id}
+            ),
+            "bob's authz, alice's history (send)": as_bob(
+                "cloud/storage/send", {**send, "authz_id": bob_authz, "history_id": self.history_id}
+            ),
+            "alice's authz, alice's history (get)": as_bob(
+                "cloud/storage/get", {**get, "authz_id": self.authz_id, "history_id": self.history_id}
+            ),
+            "alice's authz, alice's history (send)": as_bob(
+                "cloud/storage/send", {**send, "authz_id": self.authz_id, "history_id": self.history_id}
+            ),
             "alice's authz (show)": self.api_as(bob, "get", f"cloud/authz/{self.authz_id}"),
-            "alice's identity in bob's authz": as_bob("cloud/authz", {"provider": "aws", "authn_id": self.alice.authn_id, "config": {"role_arn": self.role_arn}}),
+            "alice's identity in bob's authz": as_bob(
+                "cloud/authz",
+                {"provider": "aws", "authn_id": self.alice.authn_id, "config": {"role_arn": self.role_arn}},
+            ),
         }
         for case, response in refused.items():
             assert response.status_code in (400, 403, 404), f"{case}: {response.status_code} {response.text}"

@@ -12,8 +12,8 @@ import sys
 import pytest
 import requests
 
-import localgalaxy
 from galaxy_cloud_storage.api import TAG
+from galaxy_cloud_storage_testing import localgalaxy
 
 ROLE = "arn:aws:iam::123456789012:role/galaxy"
 VENV_BIN = os.path.dirname(sys.executable)
@@ -55,7 +55,12 @@ def check_plugin_serves(base_url: str, galaxy_yml: str, log_path: str) -> None:
     key = localgalaxy.user_api_key(base_url, localgalaxy.admin_key(galaxy_yml), "user@example.org", "password123")
     listed = requests.get(f"{base_url}/api/cloud/authz", headers={"x-api-key": key}, timeout=30)
     assert listed.status_code == 200 and listed.json() == [], listed.text
-    refused = requests.post(f"{base_url}/api/cloud/authz", json={"provider": "aws", "config": {"role_arn": ROLE}}, headers={"x-api-key": key}, timeout=30)
+    refused = requests.post(
+        f"{base_url}/api/cloud/authz",
+        json={"provider": "aws", "config": {"role_arn": ROLE}},
+        headers={"x-api-key": key},
+        timeout=30,
+    )
     assert refused.status_code == 400 and "log in" in refused.json()["err_msg"], refused.text
     schema = requests.get(f"{base_url}/openapi.json", timeout=60).json()
     assert "/api/cloud/authz/{authz_id}" in schema["paths"]
@@ -96,7 +101,9 @@ def uvicorn(factory):
 
 
 def test_uvicorn_factory_under_url_prefix_then_galaxy_without_plugin(tmp_path, galaxy_digest_before):
-    process, port, galaxy_yml = serve(tmp_path, uvicorn("galaxy_cloud_storage.mount:factory"), galaxy_url_prefix="/galaxy")
+    process, port, galaxy_yml = serve(
+        tmp_path, uvicorn("galaxy_cloud_storage.mount:factory"), galaxy_url_prefix="/galaxy"
+    )
     base = f"http://127.0.0.1:{port}/galaxy"
     try:
         localgalaxy.wait_until_up(base, process)
@@ -108,11 +115,15 @@ def test_uvicorn_factory_under_url_prefix_then_galaxy_without_plugin(tmp_path, g
     assert installed_galaxy_digest() == galaxy_digest_before
 
     # The plugin removed: Galaxy's stock factory on the same database, which holds the plugin's tables.
-    process = localgalaxy.start_galaxy(uvicorn("galaxy.webapps.galaxy.fast_factory:factory")(port), galaxy_yml, str(tmp_path / "stock.log"))
+    process = localgalaxy.start_galaxy(
+        uvicorn("galaxy.webapps.galaxy.fast_factory:factory")(port), galaxy_yml, str(tmp_path / "stock.log")
+    )
     try:
         localgalaxy.wait_until_up(base, process)
         key = localgalaxy.user_api_key(base, localgalaxy.admin_key(galaxy_yml), "user@example.org", "password123")
-        history = requests.post(f"{base}/api/histories", json={"name": "after the plugin"}, headers={"x-api-key": key}, timeout=30)
+        history = requests.post(
+            f"{base}/api/histories", json={"name": "after the plugin"}, headers={"x-api-key": key}, timeout=30
+        )
         assert history.status_code == 200, history.text
         gone = requests.get(f"{base}/api/cloud/authz", headers={"x-api-key": key}, timeout=30)
         assert gone.status_code == 404

@@ -1,5 +1,5 @@
 """Real servers on 127.0.0.1 for the Azure tests: Azurite (HTTP, and HTTPS with --oauth basic),
-the local Entra token endpoint (scripts/entra_token_server.py) and an OpenID issuer.
+the local Entra token endpoint (galaxy_cloud_storage_testing/entra_token_server.py) and an OpenID issuer.
 
 The issuer is an in-process HTTP server (a thread) serving a discovery document and a JWKS, the two
 documents Entra reads from a real OpenID provider to check a federated assertion; the id_tokens are
@@ -7,29 +7,18 @@ signed here with its key, as the provider would sign them. Everything else is a 
 """
 
 import json
-import os
-import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from http.server import (
-    BaseHTTPRequestHandler,
-    ThreadingHTTPServer,
-)
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "scripts")
-if SCRIPTS not in sys.path:
-    sys.path.insert(0, SCRIPTS)
-
-import azurite
-import entra_token_server
-import localgalaxy
-from local_ca import local_certificates
+from galaxy_cloud_storage_testing import azurite, entra_token_server, localgalaxy
+from galaxy_cloud_storage_testing.local_ca import local_certificates
 
 TENANT = "7b1f6f4e-2f7d-4c1a-9a0e-3d4c5b6a7f80"
 FEDERATED_APP = "11111111-2222-4333-8444-555555555555"
@@ -136,7 +125,12 @@ def entra(tmp_path_factory, certificates, oidc_issuer):
                 "federated_credentials": [{"issuer": oidc_issuer.url, "subject": SUBJECT, "audiences": [AUDIENCE]}],
             },
             {"tenant": TENANT, "client_id": SECRET_APP, "client_secret": APP_SECRET},
-            {"tenant": TENANT, "client_id": SHORT_LIVED_APP, "client_secret": APP_SECRET, "token_lifetime": SHORT_LIFETIME},
+            {
+                "tenant": TENANT,
+                "client_id": SHORT_LIVED_APP,
+                "client_secret": APP_SECRET,
+                "token_lifetime": SHORT_LIFETIME,
+            },
         ]
     }
     config = directory / "apps.json"
@@ -151,7 +145,9 @@ def entra(tmp_path_factory, certificates, oidc_issuer):
 
     try:
         azurite.wait_until(
-            lambda: requests.get(f"{url}/{TENANT}/v2.0/.well-known/openid-configuration", timeout=2, verify=certificates.ca).ok,
+            lambda: requests.get(
+                f"{url}/{TENANT}/v2.0/.well-known/openid-configuration", timeout=2, verify=certificates.ca
+            ).ok,
             process, "the Entra token server", 30,
         )  # fmt: skip
     except Exception:

@@ -30,9 +30,7 @@ class MotoServer:
     process: subprocess.Popen
 
     def admin(self, service: str = "s3", **keys):
-        return boto3.client(
-            service, endpoint_url=self.endpoint_url, region_name="us-east-1", **(keys or ADMIN_KEYS)
-        )
+        return boto3.client(service, endpoint_url=self.endpoint_url, region_name="us-east-1", **(keys or ADMIN_KEYS))
 
     def reset(self) -> None:
         urllib.request.urlopen(urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST"), timeout=10)
@@ -71,7 +69,7 @@ def _start(tmp_path_factory, name: str, extra_env: Optional[dict] = None) -> Mot
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError(f"moto_server did not start, see {log}")
+                raise RuntimeError(f"moto_server did not start, see {log}") from None
             time.sleep(0.1)
     return MotoServer(endpoint_url, process)
 

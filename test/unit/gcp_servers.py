@@ -1,5 +1,5 @@
 """Real servers on 127.0.0.1 for the Google Cloud tests: fake-gcs-server (the Go binary) and
-scripts/google_sts_server.py, each as a subprocess. Fixtures are in the test modules that use them
+galaxy_cloud_storage_testing/google_sts_server.py, each as a subprocess. Fixtures are in the test modules that use them
 (``fake_gcs_server``, ``token_server`` below are plain context managers)."""
 
 import contextlib
@@ -11,13 +11,8 @@ import sys
 
 import requests
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPTS = os.path.join(ROOT, "scripts")
-if SCRIPTS not in sys.path:
-    sys.path.insert(0, SCRIPTS)
-
-import fake_gcs
-from storage_servers import wait_until
+from galaxy_cloud_storage_testing import fake_gcs
+from galaxy_cloud_storage_testing.storage_servers import wait_until
 
 
 def free_port() -> int:
@@ -44,7 +39,9 @@ def fake_gcs_server(log_path: str, port: int | None = None):
     """fake-gcs-server on 127.0.0.1, objects in memory; yields (FakeGcsAdmin, process)."""
     port = port or free_port()
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(fake_gcs.command(port), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            fake_gcs.command(port), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         fake_gcs.wait_until_up(url, process)
@@ -55,13 +52,23 @@ def fake_gcs_server(log_path: str, port: int | None = None):
 
 @contextlib.contextmanager
 def token_server(config: dict, directory: str):
-    """scripts/google_sts_server.py with ``config`` (see its docstring); yields (url, log path)."""
+    """galaxy_cloud_storage_testing/google_sts_server.py with ``config`` (see its docstring); yields (url, log path)."""
     port = free_port()
     config_path = os.path.join(directory, "google_sts.json")
     with open(config_path, "w") as fh:
         json.dump(config, fh)
     log_path = os.path.join(directory, "exchanges.jsonl")
-    command = [sys.executable, os.path.join(SCRIPTS, "google_sts_server.py"), "--port", str(port), "--config", config_path, "--log", log_path]
+    command = [
+        sys.executable,
+        "-m",
+        "galaxy_cloud_storage_testing.google_sts_server",
+        "--port",
+        str(port),
+        "--config",
+        config_path,
+        "--log",
+        log_path,
+    ]
     with open(os.path.join(directory, "google_sts.out"), "ab") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

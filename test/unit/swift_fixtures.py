@@ -1,18 +1,21 @@
-"""A real Swift cluster on 127.0.0.1 (scripts/swift_aio.py), and one behind a real Keystone
-(scripts/keystone_aio.py), for the unit tests that need them.
+"""A real Swift cluster on 127.0.0.1 (galaxy_cloud_storage_testing/swift_aio.py), and one behind a real Keystone
+(galaxy_cloud_storage_testing/keystone_aio.py), for the unit tests that need them.
 
 Skips, saying how to install it, when the Swift virtualenv is missing. A test module takes the
 fixtures with ``pytest_plugins = ["swift_fixtures"]``: one cluster for the whole session.
 """
 
-import keystone_aio
 import pytest
-import swift_aio
+
+from galaxy_cloud_storage_testing import keystone_aio, swift_aio
 
 
 def _started(start, tmp_path_factory, name: str):
     if not swift_aio.is_installed():
-        pytest.skip(f"Swift and Keystone are not installed: python scripts/swift_aio.py install (into {swift_aio.DEFAULT_VENV})")
+        pytest.skip(
+            "Swift and Keystone are not installed: "
+            f"python -m galaxy_cloud_storage_testing.swift_aio install (into {swift_aio.DEFAULT_VENV})"
+        )
     return start(str(tmp_path_factory.mktemp(name)))
 
 

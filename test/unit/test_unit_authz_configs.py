@@ -1,16 +1,21 @@
-"""The per-provider schemas of a user's authorization record: galaxy_cloud_storage.authz.configs."""
+"""The per-provider schemas of a user's authorization record: each cloud's AuthzConfig
+(galaxy_cloud_storage.providers.<cloud>)."""
 
 import json
 
 import pytest
 from pydantic import ValidationError
 
-from galaxy_cloud_storage.authz.configs import PROVIDER_CONFIGS
+from galaxy_cloud_storage.providers import clouds
+
+PROVIDER_CONFIGS = {name: each.authz_config_model for name, each in clouds().items()}
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/galaxy"
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT = "0f4b5a1e-3c2d-4e6f-8a9b-1c2d3e4f5a6b"
-AUDIENCE = "//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/galaxy-pool/providers/galaxy-oidc"
+AUDIENCE = (
+    "//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/galaxy-pool/providers/galaxy-oidc"
+)
 SA_EMAIL = "galaxy-reader@my-project.iam.gserviceaccount.com"
 SA_KEY = {
     "type": "service_account",
@@ -44,13 +49,25 @@ def test_every_provider_has_a_schema():
     "provider, raw, mode",
     [
         ("aws", {"role_arn": ROLE_ARN}, "web_identity"),
-        ("aws", {"role_arn": "arn:aws-us-gov:iam::123456789012:role/path/to/r", "token_ttl": 900, "region": "us-gov-west-1"}, "web_identity"),
+        (
+            "aws",
+            {
+                "role_arn": "arn:aws-us-gov:iam::123456789012:role/path/to/r",
+                "token_ttl": 900,
+                "region": "us-gov-west-1",
+            },
+            "web_identity",
+        ),
         ("aws", {"role_arn": ROLE_ARN, "token_ttl": 43200}, "web_identity"),
         ("azure", {"tenant_id": TENANT, "client_id": CLIENT, "storage_account": "galaxydata01"}, "federated"),
         ("gcp", {"audience": AUDIENCE, "project": "my-project"}, "workload_identity"),
         ("gcp", {"audience": AUDIENCE, "project": "my-project", "service_account": SA_EMAIL}, "workload_identity"),
         ("openstack", {"identity_provider": "galaxy", "protocol": "openid", "project_name": "demo"}, "oidc_federation"),
-        ("openstack", {"identity_provider": "galaxy", "protocol": "openid", "project_id": HEX32, "region": "RegionOne"}, "oidc_federation"),
+        (
+            "openstack",
+            {"identity_provider": "galaxy", "protocol": "openid", "project_id": HEX32, "region": "RegionOne"},
+            "oidc_federation",
+        ),
     ],
 )
 def test_secretless(provider, raw, mode):
@@ -64,11 +81,31 @@ def test_secretless(provider, raw, mode):
 @pytest.mark.parametrize(
     "provider, raw, mode, secret",
     [
-        ("aws", {"access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": "wJalrXUtnFEMI/K7MDENG"}, "static_key", "secret_access_key"),
-        ("azure", {"tenant_id": TENANT, "client_id": CLIENT, "storage_account": "galaxydata01", "client_secret": "s3cr3t~"}, "client_secret", "client_secret"),
+        (
+            "aws",
+            {"access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": "wJalrXUtnFEMI/K7MDENG"},
+            "static_key",
+            "secret_access_key",
+        ),
+        (
+            "azure",
+            {"tenant_id": TENANT, "client_id": CLIENT, "storage_account": "galaxydata01", "client_secret": "s3cr3t~"},
+            "client_secret",
+            "client_secret",
+        ),
         ("azure", {"storage_account": "galaxydata01", "sas_token": "sv=2022-11-02&ss=b&sig=abc"}, "sas", "sas_token"),
-        ("gcp", {"project": "my-project", "service_account_key": json.dumps(SA_KEY)}, "service_account_key", "service_account_key"),
-        ("openstack", {"application_credential_id": HEX32, "application_credential_secret": "s3cr3t", "project_name": "demo"}, "application_credential", "application_credential_secret"),
+        (
+            "gcp",
+            {"project": "my-project", "service_account_key": json.dumps(SA_KEY)},
+            "service_account_key",
+            "service_account_key",
+        ),
+        (
+            "openstack",
+            {"application_credential_id": HEX32, "application_credential_secret": "s3cr3t", "project_name": "demo"},
+            "application_credential",
+            "application_credential_secret",
+        ),
     ],
 )
 def test_stored_secret(provider, raw, mode, secret):
@@ -132,22 +169,60 @@ def sa_key(**changes):
         ("azure", {**AZ, "client_id": CLIENT[:-1]}, "client_id", "should match pattern"),
         ("azure", {**AZ, "storage_account": "Galaxy_Data"}, "storage_account", "should match pattern"),
         ("azure", {**AZ, "storage_account": "ab"}, "storage_account", "should match pattern"),
-        ("gcp", {**GCP, "audience": "https://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/pool/providers/prov"}, "audience", "should match pattern"),
+        (
+            "gcp",
+            {
+                **GCP,
+                "audience": "https://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/pool/providers/prov",
+            },
+            "audience",
+            "should match pattern",
+        ),
         ("gcp", {**GCP, "service_account": "someone@gmail.com"}, "service_account", "should match pattern"),
         ("gcp", {**GCP, "project": "My Project"}, "project", "should match pattern"),
         ("gcp", {"project": "my-project", "service_account_key": "not json"}, "service_account_key", "JSON key file"),
-        ("gcp", {"project": "my-project", "service_account_key": "[1, 2]"}, "service_account_key", '"type": "service_account"'),
-        ("gcp", {"project": "my-project", "service_account_key": sa_key(type="authorized_user")}, "service_account_key", '"type": "service_account"'),
-        ("gcp", {"project": "my-project", "service_account_key": sa_key(private_key=None)}, "service_account_key", "lacks private_key"),
+        (
+            "gcp",
+            {"project": "my-project", "service_account_key": "[1, 2]"},
+            "service_account_key",
+            '"type": "service_account"',
+        ),
+        (
+            "gcp",
+            {"project": "my-project", "service_account_key": sa_key(type="authorized_user")},
+            "service_account_key",
+            '"type": "service_account"',
+        ),
+        (
+            "gcp",
+            {"project": "my-project", "service_account_key": sa_key(private_key=None)},
+            "service_account_key",
+            "lacks private_key",
+        ),
         ("openstack", {**OS_FED, "project_name": None, "project_id": "demo"}, "project_id", "should match pattern"),
-        ("openstack", {**OS_APP, "application_credential_id": "my-cred"}, "application_credential_id", "should match pattern"),
+        (
+            "openstack",
+            {**OS_APP, "application_credential_id": "my-cred"},
+            "application_credential_id",
+            "should match pattern",
+        ),
         # a secretless mode mixed with a secret one
-        ("aws", {"role_arn": ROLE_ARN, "access_key_id": "AKIA", "secret_access_key": "x"}, "role_arn, access_key_id, secret_access_key", "not both"),
+        (
+            "aws",
+            {"role_arn": ROLE_ARN, "access_key_id": "AKIA", "secret_access_key": "x"},
+            "role_arn, access_key_id, secret_access_key",
+            "not both",
+        ),
         ("aws", {"role_arn": ROLE_ARN, "secret_access_key": "x"}, "role_arn, secret_access_key", "not both"),
         ("azure", {**AZ, "sas_token": "sv=1"}, "tenant_id, client_id, sas_token", "not both"),
         ("azure", {**AZ, "client_secret": "x", "sas_token": "sv=1"}, "client_secret or sas_token", "not both"),
         ("gcp", {**GCP, "service_account_key": sa_key()}, "audience, service_account_key", "not both"),
-        ("gcp", {"project": "my-project", "service_account": SA_EMAIL, "service_account_key": sa_key()}, "service_account, service_account_key", "not both"),
+        (
+            "gcp",
+            {"project": "my-project", "service_account": SA_EMAIL, "service_account_key": sa_key()},
+            "service_account, service_account_key",
+            "not both",
+        ),
         ("openstack", {**OS_FED, **OS_APP}, "identity_provider, protocol, application_credential_id", "not both"),
     ],
 )

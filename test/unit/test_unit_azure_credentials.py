@@ -1,32 +1,20 @@
-"""authz.azure.azure_credentials against the local Entra token endpoint over HTTPS
-(scripts/entra_token_server.py), which checks the id_token against a real issuer's JWKS on 127.0.0.1."""
+"""providers.azure.credentials.azure_credentials against the local Entra token endpoint over HTTPS
+(galaxy_cloud_storage_testing/entra_token_server.py), which checks the id_token against a real issuer's JWKS
+on 127.0.0.1."""
 
 import hashlib
 import logging
-from datetime import (
-    datetime,
-    timedelta,
-    timezone,
-)
+from datetime import datetime, timedelta, timezone
 
 import jwt
 import pytest
-from azure_fixtures import (
-    APP_SECRET,
-    AUDIENCE,
-    FEDERATED_APP,
-    SECRET_APP,
-    SUBJECT,
-    TENANT,
-    localgalaxy,
-)
+from azure_fixtures import APP_SECRET, AUDIENCE, FEDERATED_APP, localgalaxy, SECRET_APP, SUBJECT, TENANT
 from cryptography.hazmat.primitives.asymmetric import rsa
-
 from galaxy import exceptions
-from galaxy_cloud_storage.authz.azure import azure_credentials
-from galaxy_cloud_storage.authz.configs import AzureAuthzConfig
+
 from galaxy_cloud_storage.authz.errors import ReauthenticationRequired
-from galaxy_cloud_storage.config import AzureSettings
+from galaxy_cloud_storage.providers.azure import AzureAuthzConfig, AzureSettings
+from galaxy_cloud_storage.providers.azure.credentials import azure_credentials
 
 pytest_plugins = ["azure_fixtures"]  # Azurite, the Entra endpoint and the issuer, as fixtures
 
@@ -39,7 +27,9 @@ def settings(entra, certificates):
 
 
 def federated(**overrides) -> AzureAuthzConfig:
-    return AzureAuthzConfig(**{"tenant_id": TENANT, "client_id": FEDERATED_APP, "storage_account": ACCOUNT, **overrides})
+    return AzureAuthzConfig(
+        **{"tenant_id": TENANT, "client_id": FEDERATED_APP, "storage_account": ACCOUNT, **overrides}
+    )
 
 
 def with_secret(secret=APP_SECRET, **overrides) -> AzureAuthzConfig:
@@ -84,7 +74,9 @@ def test_wrong_audience(settings, oidc_issuer):
 
 
 def test_expired_assertion_asks_to_log_in_again(settings, oidc_issuer):
-    with pytest.raises(ReauthenticationRequired, match="AADSTS700024: the login token has expired.*Log in to Galaxy again") as e:
+    with pytest.raises(
+        ReauthenticationRequired, match="AADSTS700024: the login token has expired.*Log in to Galaxy again"
+    ) as e:
         azure_credentials(settings, federated(), lambda: oidc_issuer.id_token(lifetime=-60))
     assert e.value.status_code == 401
 

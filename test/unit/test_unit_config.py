@@ -1,19 +1,22 @@
 """The admin's YAML file: galaxy_cloud_storage.config."""
 
 import os
+import re
 
 import pytest
 
 from galaxy_cloud_storage.config import (
     CONFIG_FILE_ENV,
     CONFIG_FILE_KEY,
-    DEFAULT_CONFIG_FILE_NAME,
     config_file_path,
+    DEFAULT_CONFIG_FILE_NAME,
     InvalidPluginConfig,
     load_config,
     PluginConfig,
-    PROVIDER_NAMES,
 )
+from galaxy_cloud_storage.providers import clouds
+
+SAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "config_samples", "cloud_storage_conf.yml.sample")
 
 
 class GalaxyConfig:
@@ -39,7 +42,7 @@ def test_defaults_without_a_file():
     config = load_config(None)
     assert config.enabled_providers == ["aws", "azure", "gcp"]
     assert not config.providers.openstack.enabled
-    assert all(not config.provider(name).allow_stored_secrets for name in PROVIDER_NAMES)
+    assert all(not config.provider(name).allow_stored_secrets for name in clouds())
     assert str(config.providers.azure.authority_host) == "https://login.microsoftonline.com/"
     assert config.source is None
 
@@ -152,7 +155,9 @@ def test_path_galaxy_yml_key_may_be_absolute(tmp_path):
 
 def test_path_env_over_default_file(tmp_path):
     (tmp_path / DEFAULT_CONFIG_FILE_NAME).write_text("")
-    assert config_file_path(GalaxyConfig(tmp_path), environ={CONFIG_FILE_ENV: "/etc/from_env.yml"}) == "/etc/from_env.yml"
+    assert (
+        config_file_path(GalaxyConfig(tmp_path), environ={CONFIG_FILE_ENV: "/etc/from_env.yml"}) == "/etc/from_env.yml"
+    )
 
 
 def test_path_default_file_when_it_exists(tmp_path):
@@ -170,6 +175,27 @@ def test_path_reads_os_environ_by_default(tmp_path, monkeypatch):
 
 
 def test_shipped_sample_is_valid_and_matches_the_defaults():
-    sample = os.path.join(os.path.dirname(__file__), "..", "..", "config_samples", "cloud_storage_conf.yml.sample")
-    loaded = load_config(sample)
+    loaded = load_config(SAMPLE)
     assert loaded.model_dump(exclude={"source"}) == PluginConfig().model_dump(exclude={"source"})
+
+
+def test_shipped_sample_documents_every_setting_of_every_cloud():
+    """An admin reads the sample, not the models: each cloud's section names each of its settings
+    (set, or commented out at its default). ``ca_bundle`` is documented once, for all clouds."""
+    with open(SAMPLE) as fh:
+        lines = fh.read().splitlines()
+    sections: dict = {}
+    current = None
+    for line in lines:
+        if re.match(r"^  [a-z]\w*:\s*$", line):
+            current = sections.setdefault(line.strip().rstrip(":"), [])
+        elif current is not None and re.match(r"^\S", line):
+            current = None
+        elif current is not None:
+            if found := re.match(r"^    #?([a-z][a-z0-9_]*):", line):
+                current.append(found.group(1))
+    for plugin in clouds().values():
+        documented = set(sections.get(plugin.name, []))
+        declared = set(plugin.settings_model.model_fields) - {"ca_bundle"}
+        assert declared <= documented, (plugin.name, sorted(declared - documented))
+        assert documented <= declared | {"ca_bundle"}, (plugin.name, sorted(documented - declared))

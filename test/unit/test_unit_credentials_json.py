@@ -1,20 +1,16 @@
-"""Credentials travel to the transfer job as JSON (Delegation.to_json_dict) and come back through
-providers.storage_backend: every cloud's credentials survive the trip, expiry included."""
+"""Credentials travel to the transfer job as JSON (contracts.Delegation) and come back through
+their cloud's credentials type: every cloud's credentials survive the trip, expiry included."""
 
 import json
-from datetime import (
-    datetime,
-    timedelta,
-    timezone,
-)
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from galaxy_cloud_storage.authz.delegation import Delegation
-from galaxy_cloud_storage.providers.aws import AwsCredentials
-from galaxy_cloud_storage.providers.azure import AzureCredentials
-from galaxy_cloud_storage.providers.gcp import GcpCredentials
-from galaxy_cloud_storage.providers.openstack import SwiftCredentials
+from galaxy_cloud_storage.contracts import Delegation
+from galaxy_cloud_storage.providers.aws.storage import AwsCredentials
+from galaxy_cloud_storage.providers.azure.storage import AzureCredentials
+from galaxy_cloud_storage.providers.gcp.storage import GcpCredentials
+from galaxy_cloud_storage.providers.openstack.storage import SwiftCredentials
 
 EXPIRES = datetime(2026, 11, 22, 10, 30, tzinfo=timezone.utc) + timedelta(microseconds=5)
 
@@ -31,7 +27,9 @@ CREDENTIALS = [
 
 @pytest.mark.parametrize("credentials", CREDENTIALS, ids=lambda c: f"{type(c).__name__}")
 def test_round_trip_through_json(credentials):
-    data = json.loads(json.dumps(Delegation("any", {}, {}, credentials).to_json_dict()))["credentials"]
+    data = json.loads(
+        Delegation(provider="any", settings={}, config={}, credentials=credentials.to_json()).model_dump_json()
+    )["credentials"]
     assert type(credentials).from_json(data) == credentials
 
 

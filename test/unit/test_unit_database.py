@@ -1,19 +1,10 @@
 """The plugin's own migrations (galaxy_cloud_storage.database) and its CLI (galaxy_cloud_storage.cli)."""
 
 import pytest
-from sqlalchemy import (
-    create_engine,
-    inspect,
-    text,
-)
+from sqlalchemy import create_engine, inspect, text
 
 from galaxy_cloud_storage import cli
-from galaxy_cloud_storage.database import (
-    DatabaseNotCurrent,
-    ensure_database,
-    head_revision,
-    UPGRADE_COMMAND,
-)
+from galaxy_cloud_storage.database import DatabaseNotCurrent, ensure_database, head_revision, UPGRADE_COMMAND
 from galaxy_cloud_storage.model import VERSION_TABLE
 
 TABLE = "cloud_storage_authz"
@@ -82,7 +73,8 @@ def test_second_run_is_a_no_op(engine):
         c.execute(
             text(
                 f"INSERT INTO {TABLE} (user_id, provider, config, vaulted_fields, config_digest, create_time, "
-                "update_time, last_activity) VALUES (1, 'aws', '{}', '[]', 'd', '2026-01-01', '2026-01-01', '2026-01-01')"
+                "update_time, last_activity) "
+                "VALUES (1, 'aws', '{}', '[]', 'd', '2026-01-01', '2026-01-01', '2026-01-01')"
             )
         )
     schema = table_sql(engine)

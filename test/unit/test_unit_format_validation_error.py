@@ -1,14 +1,10 @@
 """How a rejected config reads in an API error: manager.format_validation_error."""
 
 import pytest
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    ValidationError,
-)
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from galaxy_cloud_storage.authz.configs import AwsAuthzConfig
 from galaxy_cloud_storage.authz.manager import format_validation_error
+from galaxy_cloud_storage.providers.aws import AwsAuthzConfig
 
 
 def formatted(model, raw, prefix="config"):
@@ -48,4 +44,7 @@ def test_nested_location_and_prefix():
         items: list[Inner]
 
     text = formatted(Outer, {"items": [{"n": 1}, {"n": "x", "m": 2}]}, prefix="payload")
-    assert text == "payload.items.1.n: Input should be a valid integer, unable to parse string as an integer; payload.items.1.m: unknown field"
+    assert text == (
+        "payload.items.1.n: Input should be a valid integer, unable to parse string as an integer; "
+        "payload.items.1.m: unknown field"
+    )

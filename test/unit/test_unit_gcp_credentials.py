@@ -1,5 +1,6 @@
-"""authz.gcp.gcp_credentials against a real token server on 127.0.0.1 (scripts/google_sts_server.py,
-a subprocess) that checks id_tokens as Google's STS does, with the issuer's keys served over HTTP.
+"""providers.gcp.credentials.gcp_credentials against a real token server on 127.0.0.1
+(galaxy_cloud_storage_testing/google_sts_server.py, a subprocess) that checks id_tokens as Google's STS does,
+with the issuer's keys served over HTTP.
 
 The OpenID issuer is an in-process HTTP server on 127.0.0.1 serving a discovery document and a
 JWKS for a test key (the id_tokens are signed here, as the issuer would sign them).
@@ -10,15 +11,8 @@ import logging
 import os
 import threading
 import time
-from datetime import (
-    UTC,
-    datetime,
-    timedelta,
-)
-from http.server import (
-    BaseHTTPRequestHandler,
-    ThreadingHTTPServer,
-)
+from datetime import datetime, timedelta, UTC
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
@@ -26,16 +20,12 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from galaxy import exceptions
-from galaxy_cloud_storage.authz.configs import GcpAuthzConfig
+from gcp_servers import dead_endpoint, fake_gcs_server, token_server
+
 from galaxy_cloud_storage.authz.errors import ReauthenticationRequired
-from galaxy_cloud_storage.authz.gcp import gcp_credentials
-from galaxy_cloud_storage.config import GcpSettings
-from galaxy_cloud_storage.providers.gcp import GcpCredentials
-from gcp_servers import (
-    dead_endpoint,
-    fake_gcs_server,
-    token_server,
-)
+from galaxy_cloud_storage.providers.gcp import GcpAuthzConfig, GcpSettings
+from galaxy_cloud_storage.providers.gcp.credentials import gcp_credentials
+from galaxy_cloud_storage.providers.gcp.storage import GcpCredentials
 
 POOL = "projects/123456789/locations/global/workloadIdentityPools/galaxy-pool"
 AUDIENCE = f"//iam.googleapis.com/{POOL}/providers/galaxy-oidc"
@@ -53,11 +43,17 @@ def rsa_key():
 
 
 def pem_private(key) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
 def pem_public(key) -> str:
-    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 class Issuer:
@@ -184,12 +180,17 @@ def test_federated_token_with_impersonation(settings, issuer, sts):
     info = tokeninfo(sts, credentials.access_token)
     assert info["kind"] == "service_account" and info["sub"] == f"serviceAccount:{BOUND_SA}"
     steps = exchanges(sts)[before:]
-    assert [s["endpoint"] for s in steps] == ["/v1/token", f"/v1/projects/-/serviceAccounts/{BOUND_SA}:generateAccessToken"]
+    assert [s["endpoint"] for s in steps] == [
+        "/v1/token",
+        f"/v1/projects/-/serviceAccounts/{BOUND_SA}:generateAccessToken",
+    ]
     assert all(s["outcome"] == "ok" for s in steps)
 
 
 def test_impersonation_denied(settings, issuer):
-    with pytest.raises(exceptions.ItemAccessibilityException, match=f"act as {UNBOUND_SA}.*roles/iam.workloadIdentityUser") as e:
+    with pytest.raises(
+        exceptions.ItemAccessibilityException, match=f"act as {UNBOUND_SA}.*roles/iam.workloadIdentityUser"
+    ) as e:
         gcp_credentials(settings, federated(UNBOUND_SA), issuer.id_token)
     assert "getAccessToken' denied" in str(e.value)
 
@@ -198,8 +199,16 @@ def test_impersonation_denied(settings, issuer):
     "claims,error,message",
     [
         ({"exp": int(time.time()) - 3600}, ReauthenticationRequired, "did not accept your login token .*expired"),
-        ({"aud": "another-client"}, exceptions.ItemAccessibilityException, "does not accept this Galaxy's login tokens .*audience"),
-        ({"iss": "https://accounts.example.org"}, exceptions.ItemAccessibilityException, "issuer URI and allowed audiences"),
+        (
+            {"aud": "another-client"},
+            exceptions.ItemAccessibilityException,
+            "does not accept this Galaxy's login tokens .*audience",
+        ),
+        (
+            {"iss": "https://accounts.example.org"},
+            exceptions.ItemAccessibilityException,
+            "issuer URI and allowed audiences",
+        ),
     ],
 )
 def test_refused_id_tokens(settings, issuer, sts, claims, error, message):
@@ -231,7 +240,9 @@ def test_relogin_needed_passes_through(settings):
 
 def test_token_endpoint_unreachable(issuer):
     dead = dead_endpoint()
-    settings = GcpSettings(token_url=f"{dead}/v1/token", iam_credentials_endpoint=dead, oauth2_token_url=f"{dead}/token")
+    settings = GcpSettings(
+        token_url=f"{dead}/v1/token", iam_credentials_endpoint=dead, oauth2_token_url=f"{dead}/token"
+    )
     with pytest.raises(exceptions.UpstreamProxyError, match="could not be reached"):
         gcp_credentials(settings, federated(), issuer.id_token)
 
@@ -241,8 +252,8 @@ def test_server_identity_and_environment_are_never_used(settings, issuer, sts, m
     bogus_key.write_text('{"type": "service_account", "client_email": "server@x.iam.gserviceaccount.com"}')
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(bogus_key))
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "server-project")
-    monkeypatch.setenv("GCE_METADATA_HOST", dead_endpoint()[len("http://"):])
-    monkeypatch.setenv("GCE_METADATA_IP", dead_endpoint()[len("http://"):])
+    monkeypatch.setenv("GCE_METADATA_HOST", dead_endpoint()[len("http://") :])
+    monkeypatch.setenv("GCE_METADATA_IP", dead_endpoint()[len("http://") :])
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))
     credentials = gcp_credentials(settings, federated(BOUND_SA), issuer.id_token)
     assert tokeninfo(sts, credentials.access_token)["sub"] == f"serviceAccount:{BOUND_SA}"
@@ -267,7 +278,9 @@ def test_service_account_key_goes_to_the_admins_token_url(settings, sa_key, sts)
 
 
 def test_service_account_key_not_registered(settings):
-    with pytest.raises(exceptions.ItemAccessibilityException, match="refused the stored service account key .*Invalid JWT Signature"):
+    with pytest.raises(
+        exceptions.ItemAccessibilityException, match="refused the stored service account key .*Invalid JWT Signature"
+    ):
         gcp_credentials(settings, service_account_key(rsa_key(), "https://oauth2.googleapis.com/token"), lambda: "")
 
 
@@ -291,7 +304,7 @@ def test_no_token_in_logs(settings, issuer, sts, sa_key, caplog):
 def test_exchanged_token_reaches_storage(settings, issuer, sts, tmp_path):
     """The job's side: the credentials' JSON form, back into a backend at the admin's endpoint,
     sends the exchanged token as Bearer (fake-gcs-server itself checks none)."""
-    from galaxy_cloud_storage.providers.gcp import GcsStorage
+    from galaxy_cloud_storage.providers.gcp.storage import GcsStorage
 
     credentials = gcp_credentials(settings, federated(BOUND_SA), issuer.id_token)
     in_job = GcpCredentials.from_json(json.loads(json.dumps(credentials.to_json())))
@@ -299,10 +312,14 @@ def test_exchanged_token_reaches_storage(settings, issuer, sts, tmp_path):
     with fake_gcs_server(str(tmp_path / "fake-gcs.log")) as (admin, _process):
         admin.create_bucket("bucket")
         admin.put_object("bucket", "a.txt", b"hello")
-        storage = GcsStorage(settings.model_copy(update={"storage_endpoint": admin.endpoint_url}), in_job, {"project": PROJECT})
+        storage = GcsStorage(
+            settings.model_copy(update={"storage_endpoint": admin.endpoint_url}), in_job, {"project": PROJECT}
+        )
         sent = []
-        storage.session.hooks["response"].append(lambda response, **kw: sent.append(response.request.headers["Authorization"]))
+        storage.session.hooks["response"].append(
+            lambda response, **kw: sent.append(response.request.headers["Authorization"])
+        )
         storage.download("bucket", "a.txt", str(tmp_path / "a.txt"))
     assert (tmp_path / "a.txt").read_bytes() == b"hello"
     assert set(sent) == {f"Bearer {credentials.access_token}"}
-    assert tokeninfo(sts, sent[0][len("Bearer "):])["sub"] == f"serviceAccount:{BOUND_SA}"
+    assert tokeninfo(sts, sent[0][len("Bearer ") :])["sub"] == f"serviceAccount:{BOUND_SA}"

@@ -1,4 +1,4 @@
-"""providers.gcp.GcsStorage through scripts/gcs_auth_proxy.py: Cloud Storage's 401/403/404 with
+"""providers.gcp.GcsStorage through galaxy_cloud_storage_testing/gcs_auth_proxy.py: Cloud Storage's 401/403/404 with
 real tokens. Three real servers on 127.0.0.1, each a subprocess: fake-gcs-server, the token server
 (google_sts_server.py) and the proxy, which allows one service account to write one bucket.
 
@@ -13,34 +13,19 @@ import subprocess
 import threading
 import time
 
-import fake_gcs
-import gcs_auth_proxy
 import jwt
 import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from galaxy_cloud_storage.config import GcpSettings
-from galaxy_cloud_storage.providers.base import (
-    AccessDenied,
-    BucketNotFound,
-    ObjectInfo,
-)
-from galaxy_cloud_storage.providers.gcp import (
-    GcpCredentials,
-    GcsStorage,
-    MiB,
-)
-from gcp_servers import (
-    free_port,
-    token_server,
-)
-from gcs_auth_proxy import (
-    Need,
-    Policy,
-    parse_allow,
-    route,
-)
+from gcp_servers import free_port, token_server
+
+from galaxy_cloud_storage.providers.gcp import GcpSettings
+from galaxy_cloud_storage.providers.gcp.storage import GcpCredentials, GcsStorage
+from galaxy_cloud_storage.providers.settings import MiB
+from galaxy_cloud_storage.providers.storage import AccessDenied, BucketNotFound, ObjectInfo
+from galaxy_cloud_storage_testing import fake_gcs, gcs_auth_proxy
+from galaxy_cloud_storage_testing.gcs_auth_proxy import Need, parse_allow, Policy, route
 
 WRITER = "writer@galaxy-project.iam.gserviceaccount.com"  # holds a key; objectAdmin on OWN
 READER = "reader@galaxy-project.iam.gserviceaccount.com"  # objectViewer on OWN, via impersonation
@@ -57,7 +42,11 @@ def key():
 
 @pytest.fixture(scope="module")
 def sts(key, tmp_path_factory):
-    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     config = {
         # The writer may mint tokens for the reader, and short-lived ones for itself
         # (roles/iam.serviceAccountTokenCreator).
@@ -72,7 +61,7 @@ def sts(key, tmp_path_factory):
 
 @contextlib.contextmanager
 def running(command: list[str], log_path: str, ready_url: str, what: str):
-    from storage_servers import wait_until
+    from galaxy_cloud_storage_testing.storage_servers import wait_until
 
     with open(log_path, "ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -97,10 +86,18 @@ def servers(sts, tmp_path_factory):
     config_path = str(directory / "grants.json")
     with open(config_path, "w") as fh:
         fh.write(f'{{"grants": {{"serviceAccount:{WRITER}": {{"{OWN}": "write"}}}}}}')
-    proxy_command = gcs_auth_proxy.command(proxy_port, direct, sts, config_path) + ["--allow", f"serviceAccount:{READER}={OWN}:read"]
+    proxy_command = gcs_auth_proxy.command(proxy_port, direct, sts, config_path) + [
+        "--allow",
+        f"serviceAccount:{READER}={OWN}:read",
+    ]
     log_path = str(directory / "proxy.log")
     with (
-        running(fake_gcs.command(gcs_port, external_url=proxy_url), str(directory / "fake-gcs.log"), f"{direct}/storage/v1/b", "fake-gcs-server"),
+        running(
+            fake_gcs.command(gcs_port, external_url=proxy_url),
+            str(directory / "fake-gcs.log"),
+            f"{direct}/storage/v1/b",
+            "fake-gcs-server",
+        ),
         running(proxy_command, log_path, f"{proxy_url}{gcs_auth_proxy.HEALTH_PATH}", "gcs_auth_proxy") as proxy,
     ):
         yield fake_gcs.FakeGcsAdmin(direct, sts, storage_endpoint=proxy_url), proxy_url, proxy, log_path
@@ -128,13 +125,20 @@ def writer_token(sts, key) -> str:
 
 def impersonate(sts: str, bearer: str, email: str, lifetime: int = 3600) -> str:
     url = f"{sts}/v1/projects/-/serviceAccounts/{email}:generateAccessToken"
-    answer = requests.post(url, json={"scope": [SCOPE], "lifetime": f"{lifetime}s"}, headers={"Authorization": f"Bearer {bearer}"}, timeout=10)
+    answer = requests.post(
+        url,
+        json={"scope": [SCOPE], "lifetime": f"{lifetime}s"},
+        headers={"Authorization": f"Bearer {bearer}"},
+        timeout=10,
+    )
     answer.raise_for_status()
     return answer.json()["accessToken"]
 
 
-def storage(servers, token: str, **kwargs) -> GcsStorage:
-    return GcsStorage(GcpSettings(storage_endpoint=servers[1]), GcpCredentials(token), CONFIG, retry_timeout=5, **kwargs)
+def storage(servers, token: str, **settings) -> GcsStorage:
+    return GcsStorage(
+        GcpSettings(storage_endpoint=servers[1], retry_timeout=5, **settings), GcpCredentials(token), CONFIG
+    )
 
 
 def peak_rss(process) -> int:
@@ -264,12 +268,15 @@ def test_gcs_error_format_and_session_urls(servers, admin, writer_token):
     assert bogus.status_code == 401
     assert bogus.json()["error"] == {
         "code": 401, "message": "Invalid Credentials",
-        "errors": [{"message": "Invalid Credentials", "domain": "global", "reason": "authError", "locationType": "header", "location": "Authorization"}],
+        "errors": [{"message": "Invalid Credentials", "domain": "global", "reason": "authError",
+                    "locationType": "header", "location": "Authorization"}],
     }  # fmt: skip
 
     forbidden = requests.get(f"{proxy}/storage/v1/b/{OTHER}/o", headers=bearer, timeout=10)
     assert forbidden.status_code == 403 and forbidden.json()["error"]["errors"][0]["reason"] == "forbidden"
-    assert forbidden.json()["error"]["message"].startswith(f"{WRITER} does not have storage.objects.list access to the Google Cloud Storage bucket.")
+    assert forbidden.json()["error"]["message"].startswith(
+        f"{WRITER} does not have storage.objects.list access to the Google Cloud Storage bucket."
+    )
     missing = requests.get(f"{proxy}/storage/v1/b/{MISSING}/o", headers=bearer, timeout=10)
     assert missing.status_code == 404 and missing.json()["error"]["message"] == "The specified bucket does not exist."
     # objectAdmin holds no storage.buckets.* permission, nor any on the project.
@@ -279,7 +286,13 @@ def test_gcs_error_format_and_session_urls(servers, admin, writer_token):
     assert xml.status_code == 403 and "<Code>AccessDenied</Code>" in xml.text
 
     # A resumable session begun with the token is at the proxy, and its URL alone lets the upload go on.
-    begun = requests.post(f"{proxy}/upload/storage/v1/b/{OWN}/o", params={"uploadType": "resumable", "name": "s.txt"}, json={}, headers=bearer, timeout=10)
+    begun = requests.post(
+        f"{proxy}/upload/storage/v1/b/{OWN}/o",
+        params={"uploadType": "resumable", "name": "s.txt"},
+        json={},
+        headers=bearer,
+        timeout=10,
+    )
     assert begun.status_code == 200 and begun.headers["Location"].startswith(f"{proxy}/upload/")
     done = requests.put(begun.headers["Location"], data=b"hello", headers={"Content-Range": "bytes 0-4/5"}, timeout=10)
     assert done.status_code == 200 and admin.get_object(OWN, "s.txt") == b"hello"
@@ -290,7 +303,13 @@ def test_proxy_log_has_no_tokens(servers, admin, writer_token):
     gcs.check_bucket(OWN)
     with pytest.raises(AccessDenied):
         storage(servers, "ya29.local-bogus-token-for-the-log-test").check_bucket(OWN)
-    begun = requests.post(f"{servers[1]}/upload/storage/v1/b/{OWN}/o", params={"uploadType": "resumable", "name": "l.txt"}, json={}, headers={"Authorization": f"Bearer {writer_token}"}, timeout=10)
+    begun = requests.post(
+        f"{servers[1]}/upload/storage/v1/b/{OWN}/o",
+        params={"uploadType": "resumable", "name": "l.txt"},
+        json={},
+        headers={"Authorization": f"Bearer {writer_token}"},
+        timeout=10,
+    )
     upload_id = begun.headers["Location"].split("upload_id=")[1]
     requests.put(begun.headers["Location"], data=b"x", headers={"Content-Range": "bytes 0-0/1"}, timeout=10)
     with open(servers[3]) as fh:
@@ -311,7 +330,12 @@ def test_proxy_log_has_no_tokens(servers, admin, writer_token):
         ("DELETE", "/storage/v1/b/b1/o/x", "", [("b1", "storage.objects.delete")]),
         ("PATCH", "/storage/v1/b/b1/o/x", "", [("b1", "storage.objects.update")]),
         ("POST", "/storage/v1/b/b1/o/x/compose", "", [("b1", "storage.objects.create")]),
-        ("POST", "/storage/v1/b/b1/o/x/rewriteTo/b/b2/o/y", "", [("b1", "storage.objects.get"), ("b2", "storage.objects.create")]),
+        (
+            "POST",
+            "/storage/v1/b/b1/o/x/rewriteTo/b/b2/o/y",
+            "",
+            [("b1", "storage.objects.get"), ("b2", "storage.objects.create")],
+        ),
         ("POST", "/upload/storage/v1/b/b1/o", "uploadType=resumable", [("b1", "storage.objects.create")]),
         ("GET", "/download/storage/v1/b/b1/o/x", "alt=media", [("b1", "storage.objects.get")]),
         ("GET", "/storage/v1/b/b1", "", [("b1", "storage.buckets.get")]),
@@ -351,7 +375,11 @@ def test_policy():
 
 
 def test_parse_allow():
-    assert parse_allow("principal://iam.googleapis.com/x/subject/u=b1:read") == ("principal://iam.googleapis.com/x/subject/u", "b1", "read")
+    assert parse_allow("principal://iam.googleapis.com/x/subject/u=b1:read") == (
+        "principal://iam.googleapis.com/x/subject/u",
+        "b1",
+        "read",
+    )
     assert parse_allow("serviceAccount:w@p=b1") == ("serviceAccount:w@p", "b1", "write")
     with pytest.raises(Exception, match="PRINCIPAL=BUCKET"):
         parse_allow("b1:read")

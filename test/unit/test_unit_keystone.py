@@ -1,5 +1,5 @@
-"""authz.openstack against a real Keystone 30 with a real Swift cluster behind it
-(scripts/keystone_aio.py): application credentials and OIDC federation give a token for the
+"""providers.openstack.credentials against a real Keystone 30 with a real Swift cluster behind it
+(galaxy_cloud_storage_testing/keystone_aio.py): application credentials and OIDC federation give a token for the
 project's Swift account, and that token moves bytes; what Keystone or Swift refuses is told apart.
 
 The OIDC provider is played by the test (keystone_aio mints RS256 access tokens); the middleware in
@@ -12,22 +12,15 @@ import os
 import time
 import uuid
 
-import keystone_aio
 import pytest
 from galaxy import exceptions
 
-from galaxy_cloud_storage.authz.configs import OpenStackAuthzConfig
 from galaxy_cloud_storage.authz.errors import ReauthenticationRequired
-from galaxy_cloud_storage.authz.openstack import openstack_credentials
-from galaxy_cloud_storage.config import OpenStackSettings
-from galaxy_cloud_storage.providers.base import (
-    AccessDenied,
-    ObjectInfo,
-)
-from galaxy_cloud_storage.providers.openstack import (
-    SwiftCredentials,
-    SwiftStorage,
-)
+from galaxy_cloud_storage.providers.openstack import OpenStackAuthzConfig, OpenStackSettings
+from galaxy_cloud_storage.providers.openstack.credentials import openstack_credentials
+from galaxy_cloud_storage.providers.openstack.storage import SwiftCredentials, SwiftStorage
+from galaxy_cloud_storage.providers.storage import AccessDenied, ObjectInfo
+from galaxy_cloud_storage_testing import keystone_aio
 
 MiB = 1024 * 1024
 
@@ -69,7 +62,7 @@ def new_container(credentials: SwiftCredentials) -> str:
 
 def round_trip(settings, credentials, tmp_path, size: int) -> None:
     """Upload ``size`` random bytes (as segments above 1 MiB) and read them back, unchanged."""
-    storage = SwiftStorage(settings, credentials, {}, segment_size=1 * MiB)
+    storage = SwiftStorage(settings.model_copy(update={"segment_size": MiB}), credentials, {})
     container = new_container(credentials)
     source, copy = tmp_path / "source", tmp_path / "copy"
     source.write_bytes(os.urandom(size))
@@ -93,7 +86,9 @@ def test_application_credential_reaches_its_projects_account(keystone_swift, set
 
 
 def test_wrong_application_credential_secret(keystone_swift, settings):
-    config = app_credential(keystone_swift, "alice").model_copy(update={"application_credential_secret": "not-the-secret"})
+    config = app_credential(keystone_swift, "alice").model_copy(
+        update={"application_credential_secret": "not-the-secret"}
+    )
     with pytest.raises(exceptions.ItemAccessibilityException, match="Keystone refused the application credential") as e:
         openstack_credentials(settings, config, no_token)
     assert "not-the-secret" not in str(e.value)
@@ -140,7 +135,9 @@ def test_federation_by_project_id(keystone_swift, settings):
     ids=["expired", "other-issuer"],
 )
 def test_federation_refused_login_asks_to_log_in_again(keystone_swift, settings, claims):
-    with pytest.raises(ReauthenticationRequired, match=f"Keystone did not accept your login for identity provider '{keystone_aio.IDP}'"):
+    with pytest.raises(
+        ReauthenticationRequired, match=f"Keystone did not accept your login for identity provider '{keystone_aio.IDP}'"
+    ):
         openstack_credentials(settings, federation(), lambda: keystone_swift.mint_access_token(**claims))
 
 

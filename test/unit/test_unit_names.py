@@ -1,4 +1,5 @@
-"""Each cloud's naming rules (providers.names), at their edges: invariant 10's first half.
+"""Each cloud's naming rules (providers.<cloud>.*NameRules on providers.names), at their edges:
+invariant 10's first half.
 
 The second half, that a name which passes reaches exactly that object on the real servers, is in
 the transfer suite (test_cloud_transfers.py) and the backend tests.
@@ -6,13 +7,11 @@ the transfer suite (test_cloud_transfers.py) and the backend tests.
 
 import pytest
 
-from galaxy_cloud_storage.providers.names import (
-    AzureNameRules,
-    GcsNameRules,
-    InvalidName,
-    S3NameRules,
-    SwiftNameRules,
-)
+from galaxy_cloud_storage.providers.aws import S3NameRules
+from galaxy_cloud_storage.providers.azure import AzureNameRules
+from galaxy_cloud_storage.providers.gcp import GcsNameRules
+from galaxy_cloud_storage.providers.names import InvalidName
+from galaxy_cloud_storage.providers.openstack import SwiftNameRules
 
 S3, GCS, AZURE, SWIFT = S3NameRules(), GcsNameRules(), AzureNameRules(), SwiftNameRules()
 ALL = [S3, GCS, AZURE, SWIFT]
@@ -42,7 +41,9 @@ def test_dot_and_dot_dot_are_never_buckets(rules, name):
 
 
 @pytest.mark.parametrize("rules", [S3, GCS, AZURE])
-@pytest.mark.parametrize("name", ["a?b", "a#bc", "a%bc", "a\\bc", "a/bc", "UPPER", "r\u00e9sum\u00e9", "a b c", "a\x00bc"])
+@pytest.mark.parametrize(
+    "name", ["a?b", "a#bc", "a%bc", "a\\bc", "a/bc", "UPPER", "r\u00e9sum\u00e9", "a b c", "a\x00bc"]
+)
 def test_characters_outside_the_rules(rules, name):
     assert "may hold only" in refused(rules, name)
 
@@ -120,7 +121,9 @@ def test_control_characters_are_refused_everywhere(rules, key):
 
 
 @pytest.mark.parametrize("rules", ALL)
-@pytest.mark.parametrize("key", ["peaks/rep1.bed", "with space.txt", "unicod\u00e9/r\u00e9sum\u00e9.tsv", "a?b#c%d", "x" * 1024])
+@pytest.mark.parametrize(
+    "key", ["peaks/rep1.bed", "with space.txt", "unicod\u00e9/r\u00e9sum\u00e9.tsv", "a?b#c%d", "x" * 1024]
+)
 def test_ordinary_keys_pass_everywhere(rules, key):
     assert rules.key_problem(key) is None
 

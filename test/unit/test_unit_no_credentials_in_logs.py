@@ -5,13 +5,22 @@ import logging.config
 
 import pytest
 
-from galaxy_cloud_storage.authz.configs import AwsAuthzConfig
-from galaxy_cloud_storage.authz.delegation import CredentialBroker
 from galaxy_cloud_storage.config import PluginConfig
-from galaxy_cloud_storage.providers import storage_backend
+from galaxy_cloud_storage.providers import cloud
+from galaxy_cloud_storage.providers.aws import AwsAuthzConfig
+from galaxy_cloud_storage.providers.aws.credentials import assume_role
 
 TOKEN = "eyJ.web-identity-token-that-must-not-be-logged.sig"
 WATCHED = ("urllib3", "botocore", "boto3", "s3transfer")
+
+
+class Login:
+    """The user's OIDC login, as the STS exchange sees it."""
+
+    username = "user"
+
+    def id_token(self) -> str:
+        return TOKEN
 
 
 @pytest.fixture
@@ -19,7 +28,12 @@ def galaxy_like_debug_logging(caplog):
     """What Galaxy's logging config can do after the plugin was imported: everything at DEBUG,
     botocore included. (Loggers an embedded Galaxy disabled earlier in the run are enabled again.)"""
     logging.config.dictConfig(
-        {"version": 1, "disable_existing_loggers": False, "root": {"level": "DEBUG"}, "loggers": {"botocore": {"level": "DEBUG"}}}
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "root": {"level": "DEBUG"},
+            "loggers": {"botocore": {"level": "DEBUG"}},
+        }
     )
     for name, logger in list(logging.Logger.manager.loggerDict.items()):
         if isinstance(logger, logging.Logger) and name.split(".")[0] in WATCHED:
@@ -32,10 +46,13 @@ def galaxy_like_debug_logging(caplog):
 
 def test_sts_and_s3_traffic_leave_no_credentials_in_debug_logs(moto_s3, galaxy_like_debug_logging):
     moto_s3.admin().create_bucket(Bucket="log-bucket")
-    config = PluginConfig(providers={"aws": {"sts_endpoint_url": moto_s3.endpoint_url, "s3_endpoint_url": moto_s3.endpoint_url}})
-    broker = CredentialBroker(app=None, plugin_config=config, authz_manager=None)
-    credentials = broker.assume_role(AwsAuthzConfig(role_arn="arn:aws:iam::123456789012:role/any"), TOKEN, "galaxy-user")
-    backend = storage_backend("aws", config.providers.aws.model_dump(mode="json"), {}, credentials)
+    config = PluginConfig(
+        providers={"aws": {"sts_endpoint_url": moto_s3.endpoint_url, "s3_endpoint_url": moto_s3.endpoint_url}}
+    )
+    credentials = assume_role(
+        config.providers.aws, AwsAuthzConfig(role_arn="arn:aws:iam::123456789012:role/any"), Login()
+    )
+    backend = cloud("aws").storage(config.providers.aws, credentials, {})
     backend.check_bucket("log-bucket")
 
     logging.getLogger("gcs-debug-probe").debug("probe")  # a fresh logger: no earlier config touched it

@@ -1,5 +1,5 @@
 """Galaxy reads the OIDC configuration that the admin sample documents and the tests and the demo
-write (scripts/oidc_provider.py): its generic ``oidc`` backend, with what the plugin relies on."""
+write (galaxy_cloud_storage_testing/oidc_provider.py): its generic ``oidc`` backend, with what the plugin relies on."""
 
 import os
 import re
@@ -7,13 +7,17 @@ from types import SimpleNamespace
 
 from galaxy.authnz.managers import AuthnzManager
 
-import oidc_provider
+from galaxy_cloud_storage_testing import oidc_provider
 
 SAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "config_samples", "oidc_backends_config.xml.sample")
 
 
 def galaxy_reads(oidc_config: str, backends: str) -> AuthnzManager:
-    app = SimpleNamespace(config=SimpleNamespace(oidc={}, oidc_auth_pipeline=None, oidc_auth_pipeline_extra=None, fixed_delegated_auth=False))
+    app = SimpleNamespace(
+        config=SimpleNamespace(
+            oidc={}, oidc_auth_pipeline=None, oidc_auth_pipeline_extra=None, fixed_delegated_auth=False
+        )
+    )
     return AuthnzManager(app, oidc_config, backends)
 
 

@@ -1,5 +1,5 @@
-"""authz.openstack.openstack_credentials: Swift v1 auth against the real Swift cluster
-(scripts/swift_aio.py); what is sent to Keystone v3 (OIDC federation, application credentials),
+"""providers.openstack.credentials.openstack_credentials: Swift v1 auth against the real Swift cluster
+(galaxy_cloud_storage_testing/swift_aio.py); what is sent to Keystone v3 (OIDC federation, application credentials),
 against ``FakeKeystone`` below. The same modes against a real Keystone: test_unit_keystone.py.
 
 FakeKeystone is an in-process HTTP server standing in for Keystone (unit tests only): it answers
@@ -11,19 +11,16 @@ import json
 import logging
 import threading
 import uuid
-from http.server import (
-    BaseHTTPRequestHandler,
-    ThreadingHTTPServer,
-)
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import swift_aio
 from galaxy import exceptions
-from galaxy_cloud_storage.authz.configs import OpenStackAuthzConfig
+
 from galaxy_cloud_storage.authz.errors import ReauthenticationRequired
-from galaxy_cloud_storage.authz.openstack import openstack_credentials
-from galaxy_cloud_storage.config import OpenStackSettings
-from galaxy_cloud_storage.providers.openstack import SwiftStorage
+from galaxy_cloud_storage.providers.openstack import OpenStackAuthzConfig, OpenStackSettings
+from galaxy_cloud_storage.providers.openstack.credentials import openstack_credentials
+from galaxy_cloud_storage.providers.openstack.storage import SwiftStorage
+from galaxy_cloud_storage_testing import swift_aio
 
 ACCESS_TOKEN = "oidc-access-token-" + uuid.uuid4().hex
 APP_CRED_ID = "0123456789abcdef0123456789abcdef"
@@ -34,9 +31,24 @@ CATALOG = [
         "type": "object-store",
         "name": "swift",
         "endpoints": [
-            {"interface": "public", "region": "RegionOne", "region_id": "RegionOne", "url": "https://swift-one.example.org/v1/AUTH_p"},
-            {"interface": "internal", "region": "RegionOne", "region_id": "RegionOne", "url": "http://10.0.0.1/v1/AUTH_p"},
-            {"interface": "public", "region": "RegionTwo", "region_id": "RegionTwo", "url": "https://swift-two.example.org/v1/AUTH_p"},
+            {
+                "interface": "public",
+                "region": "RegionOne",
+                "region_id": "RegionOne",
+                "url": "https://swift-one.example.org/v1/AUTH_p",
+            },
+            {
+                "interface": "internal",
+                "region": "RegionOne",
+                "region_id": "RegionOne",
+                "url": "http://10.0.0.1/v1/AUTH_p",
+            },
+            {
+                "interface": "public",
+                "region": "RegionTwo",
+                "region_id": "RegionTwo",
+                "url": "https://swift-two.example.org/v1/AUTH_p",
+            },
         ],
     },
     {"type": "identity", "name": "keystone", "endpoints": []},
@@ -74,7 +86,13 @@ class _KeystoneHandler(BaseHTTPRequestHandler):
             return self._answer(201, {"token": {"methods": ["openid"], "user": user, **expires}}, UNSCOPED)
         if self.path == "/v3/auth/tokens":
             project = {"id": "a" * 32, "name": "demo", "domain": {"id": "default", "name": "Default"}}
-            token = {"methods": body["auth"]["identity"]["methods"], "user": user, "project": project, "catalog": CATALOG, **expires}
+            token = {
+                "methods": body["auth"]["identity"]["methods"],
+                "user": user,
+                "project": project,
+                "catalog": CATALOG,
+                **expires,
+            }
             return self._answer(201, {"token": token}, SCOPED)
         self._answer(404, {"error": {"code": 404}})
 
@@ -110,7 +128,9 @@ def server_identity(monkeypatch, tmp_path):
     """The server's own OpenStack identity, as environment variables and a clouds.yaml, pointing
     at a second Keystone that must never be asked (invariant 3)."""
     other = _serve(FakeKeystone())
-    (tmp_path / "clouds.yaml").write_text(f"clouds:\n  envvars:\n    auth:\n      auth_url: {other.url}/v3\n      password: server-password\n")
+    (tmp_path / "clouds.yaml").write_text(
+        f"clouds:\n  envvars:\n    auth:\n      auth_url: {other.url}/v3\n      password: server-password\n"
+    )
     monkeypatch.chdir(tmp_path)
     for name, value in {
         "OS_AUTH_URL": f"{other.url}/v3", "OS_PASSWORD": "server-password", "OS_TOKEN": "server-token",
@@ -134,7 +154,9 @@ def federation(**kwargs) -> OpenStackAuthzConfig:
 
 
 def app_credential(**kwargs) -> OpenStackAuthzConfig:
-    return OpenStackAuthzConfig(application_credential_id=APP_CRED_ID, application_credential_secret=APP_CRED_SECRET, **kwargs)
+    return OpenStackAuthzConfig(
+        application_credential_id=APP_CRED_ID, application_credential_secret=APP_CRED_SECRET, **kwargs
+    )
 
 
 def no_token():
@@ -168,12 +190,16 @@ def test_federation_scopes_by_project_id(keystone):
 
 
 def test_the_records_region_picks_another_endpoint_of_the_admins_catalog(keystone):
-    credentials = openstack_credentials(settings_for(keystone, region="RegionOne"), federation(region="RegionTwo"), lambda: ACCESS_TOKEN)
+    credentials = openstack_credentials(
+        settings_for(keystone, region="RegionOne"), federation(region="RegionTwo"), lambda: ACCESS_TOKEN
+    )
     assert credentials.storage_url == "https://swift-two.example.org/v1/AUTH_p"
 
 
 def test_a_region_missing_from_the_catalog(keystone):
-    with pytest.raises(exceptions.ItemAccessibilityException, match="no public object-store \\(Swift\\) endpoint in region 'Nowhere'"):
+    with pytest.raises(
+        exceptions.ItemAccessibilityException, match="no public object-store \\(Swift\\) endpoint in region 'Nowhere'"
+    ):
         openstack_credentials(settings_for(keystone, region="Nowhere"), federation(), lambda: ACCESS_TOKEN)
 
 
@@ -204,7 +230,7 @@ def test_keystone_url_without_v3_suffix(keystone):
 
 
 def test_unreachable_keystone_is_upstream_error():
-    from localgalaxy import free_port
+    from galaxy_cloud_storage_testing.localgalaxy import free_port
 
     settings = OpenStackSettings(enabled=True, keystone_url=f"http://127.0.0.1:{free_port()}/v3")
     with pytest.raises(exceptions.UpstreamProxyError, match="could not be reached"):
@@ -269,9 +295,11 @@ def test_swift_v1_wrong_key(swift):
 
 
 def test_swift_v1_unreachable():
-    from localgalaxy import free_port
+    from galaxy_cloud_storage_testing.localgalaxy import free_port
 
-    settings = OpenStackSettings(enabled=True, auth_version=1, v1_auth_url=f"http://127.0.0.1:{free_port()}/auth/v1.0", allow_stored_secrets=True)
+    settings = OpenStackSettings(
+        enabled=True, auth_version=1, v1_auth_url=f"http://127.0.0.1:{free_port()}/auth/v1.0", allow_stored_secrets=True
+    )
     with pytest.raises(exceptions.UpstreamProxyError, match="could not be reached"):
         openstack_credentials(settings, v1_record(), no_token)
 
@@ -326,6 +354,9 @@ def test_settings_validation(raw, message):
 
 
 def test_settings_modes():
-    assert OpenStackSettings(enabled=True, keystone_url="http://k/v3").authz_modes == ("oidc_federation", "application_credential")
+    assert OpenStackSettings(enabled=True, keystone_url="http://k/v3").authz_modes == (
+        "oidc_federation",
+        "application_credential",
+    )
     v1 = OpenStackSettings(enabled=True, auth_version=1, v1_auth_url="http://s/auth/v1.0", allow_stored_secrets=True)
     assert v1.auth_version == "1" and v1.authz_modes == ("swift_v1",)

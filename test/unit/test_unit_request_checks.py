@@ -9,15 +9,11 @@ the work is linear, a hundred-fold when it is quadratic.
 
 import time
 
-from galaxy_cloud_storage.manager import (
-    repeated,
-    unique_object_names,
-)
-from galaxy_cloud_storage.providers.base import ObjectInfo
-from galaxy_cloud_storage.providers.names import (
-    AzureNameRules,
-    S3NameRules,
-)
+from galaxy_cloud_storage.contracts import SendItem, SendManifest
+from galaxy_cloud_storage.manager import repeated, unique_object_names
+from galaxy_cloud_storage.providers.aws import S3NameRules
+from galaxy_cloud_storage.providers.azure import AzureNameRules
+from galaxy_cloud_storage.providers.storage import ObjectInfo
 from galaxy_cloud_storage.schema import CloudStorageGetPayload
 from galaxy_cloud_storage.transfer import job as transfer_job
 
@@ -70,7 +66,9 @@ def test_object_names_of_a_large_send_in_one_pass():
     work = comparisons(lambda: names.extend(unique_object_names(wanted, taken, "_261201_101500", list(range(LARGEST)))))
     assert work <= COMPARISONS_PER_KEY * LARGEST
     assert len(set(names)) == LARGEST
-    assert names[0] == f"{wanted[0]}_261201_101500" and names[LARGEST // 2] == f"{wanted[0]}_261201_101500_{LARGEST // 2}"
+    assert (
+        names[0] == f"{wanted[0]}_261201_101500" and names[LARGEST // 2] == f"{wanted[0]}_261201_101500_{LARGEST // 2}"
+    )
 
 
 def cpu_seconds(work) -> float:
@@ -94,7 +92,10 @@ def test_object_names_grow_linearly_with_the_request():
 def test_name_rules_cost_the_same_per_key_at_any_length():
     for rules in (S3NameRules(), AzureNameRules()):
         keys = counting_keys(LARGEST)
-        assert comparisons(lambda: [rules.key_problem(key) for key in keys]) <= COMPARISONS_PER_KEY * LARGEST
+        assert (
+            comparisons(lambda rules=rules, keys=keys: [rules.key_problem(key) for key in keys])
+            <= COMPARISONS_PER_KEY * LARGEST
+        )
 
 
 class AllThereBackend:
@@ -109,7 +110,9 @@ def test_send_job_filters_appeared_objects_in_one_pass(monkeypatch, capsys):
     sent = []
     monkeypatch.setattr(transfer_job, "send_files", lambda backend, bucket, items: sent.extend(items) or [])
     keys = counting_keys(LARGEST)
-    manifest = {"bucket": "b", "items": [{"key": key, "path": f"/data/{i}"} for i, key in enumerate(keys)]}
+    manifest = SendManifest.model_construct(
+        bucket="b", items=[SendItem(f"/data/{i}", key) for i, key in enumerate(keys)]
+    )
 
     work = comparisons(lambda: transfer_job.run_send(AllThereBackend(), manifest))
 

@@ -3,14 +3,12 @@
 import os
 import xml.etree.ElementTree as ET
 
+from Cheetah.Template import Template
 from galaxy.tool_util.parser import get_tool_source
 
 from galaxy_cloud_storage.cli import tool_conf_main
-from galaxy_cloud_storage.tools import (
-    TOOL_FILES,
-    tool_conf_xml,
-    TOOLS_DIR,
-)
+from galaxy_cloud_storage.contracts import TRANSFER_PARAMETER
+from galaxy_cloud_storage.tools import tool_conf_xml, TOOL_FILES, TOOLS_DIR
 
 
 def test_tool_conf_loads_both_tools_from_the_installed_package(tmp_path):
@@ -35,3 +33,18 @@ def test_tools_parse_and_keep_secrets_off_the_command_line():
         assert "$credentials" in command and "$manifest" in command
         assert "authz" not in command and "bucket" not in command
     assert set(ids) == {"cloud_storage_get", "cloud_storage_send"}
+
+
+def test_each_parameter_reaches_the_config_files_by_its_name():
+    """Cheetah looks a placeholder up in its template object before Galaxy's parameters: a
+    parameter named like one of the object's attributes (``request`` was one) renders as that
+    attribute, and the job fails while its config files are built."""
+    for name in TOOL_FILES:
+        root = ET.parse(os.path.join(TOOLS_DIR, name)).getroot()
+        params = [param.get("name") for param in root.iter("param")]
+        assert params == [TRANSFER_PARAMETER], name
+        configfiles = "".join(configfile.text for configfile in root.iter("configfile"))
+        for param in params:
+            assert f"${param}" in configfiles
+            rendered = str(Template(f"${param}", searchList=[{param: "the-request"}]))
+            assert rendered == "the-request", (name, param, rendered)

@@ -5,22 +5,10 @@ import os
 import threading
 import time
 
-from galaxy_cloud_storage.config import AwsSettings
-from galaxy_cloud_storage.providers.aws import (
-    AwsCredentials,
-    AwsStorage,
-)
-from galaxy_cloud_storage.providers.base import (
-    ObjectInfo,
-    StorageBackend,
-)
-from galaxy_cloud_storage.transfer.engine import (
-    get_objects,
-    GetItem,
-    ItemResult,
-    send_files,
-    SendItem,
-)
+from galaxy_cloud_storage.providers.aws import AwsSettings
+from galaxy_cloud_storage.providers.aws.storage import AwsCredentials, AwsStorage
+from galaxy_cloud_storage.providers.storage import ObjectInfo
+from galaxy_cloud_storage.transfer.engine import get_objects, GetItem, ItemResult, send_files, SendItem
 
 BUCKET = "engine-bucket"
 KEYS = ["one.txt", "dir/two.bin", "dir/sub dir/three ✓.dat", "four", "empty"]
@@ -68,11 +56,11 @@ def test_send_then_get_several_objects_with_one_failing(moto_s3, tmp_path):
     assert "'no/such key.txt'" in failed.error and "does not exist" in failed.error
     assert not os.path.exists(inbox / "missing.dat")
     assert results == [ItemResult(key, True, sizes[key], None) for key in KEYS]
-    for i, key in enumerate(KEYS):
+    for i in range(len(KEYS)):
         assert digest(inbox / f"dataset_{i}.dat") == digest(outbox / f"dataset_{i}.dat")
 
 
-class SlowBackend(StorageBackend):
+class SlowBackend:
     """Not a cloud: a backend that only measures how many transfers run at once."""
 
     def __init__(self):

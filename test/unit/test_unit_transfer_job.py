@@ -7,26 +7,23 @@ import os
 import stat
 import subprocess
 
-from galaxy_cloud_storage.jobs import (
-    credentials_files,
-    write_private_file,
-)
+from galaxy_cloud_storage.contracts import Delegation, JOB_CREDENTIALS, MintingFailure
+from galaxy_cloud_storage.jobs import credentials_files, write_private_file
 from galaxy_cloud_storage.transfer import datatypes
 from galaxy_cloud_storage.transfer.datatypes import GALAXY_JSON
-from galaxy_cloud_storage.transfer.job import (
-    main,
-    read_credentials,
-)
+from galaxy_cloud_storage.transfer.job import main, read_credentials
 
 BUCKET = "job-bucket"
 
 
-def write_credentials(configs, delegation: dict) -> str:
-    """As the handler does (jobs.credentials_file): the delegation in a private file of configs/,
-    and the job's ``credentials`` config file naming it; returns the latter's path."""
+def write_credentials(configs, credentials: dict) -> str:
+    """As the handler does (jobs.credentials_file): the credentials (contracts.JobCredentials: a
+    delegation, or a failure when it has an ``error``) in a private file of configs/, and the job's
+    ``credentials`` config file naming it; returns the latter's path."""
     configs.mkdir(exist_ok=True)
+    minted = MintingFailure(**credentials) if "error" in credentials else Delegation(**credentials)
     pointer = configs / "tmp-credentials-config"
-    pointer.write_text(write_private_file(str(configs), json.dumps(delegation)))
+    pointer.write_text(write_private_file(str(configs), JOB_CREDENTIALS.dump_json(minted).decode()))
     return str(pointer)
 
 
@@ -86,7 +83,9 @@ def test_get_sniffs_and_converts(moto_s3, tmp_path, monkeypatch):
 def test_credentials_error_is_reported_and_nothing_moves(moto_s3, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     items = [{"key": "x", "path": str(tmp_path / "out0.dat"), "output": "output0"}]
-    manifest, credentials = write_job_files(tmp_path, moto_s3, {"items": items}, {"error": "Your login with 'oidc' has expired."})
+    manifest, credentials = write_job_files(
+        tmp_path, moto_s3, {"items": items}, {"error": "Your login with 'oidc' has expired."}
+    )
 
     assert main(["get", manifest, credentials]) == 1
 
@@ -102,7 +101,10 @@ def test_send_keeps_an_object_that_appeared_since_the_request(moto_s3, tmp_path,
     admin.put_object(Bucket=BUCKET, Key="taken.txt", Body=b"theirs")
     (tmp_path / "d0.dat").write_bytes(b"mine")
     (tmp_path / "d1.dat").write_bytes(b"new")
-    items = [{"key": "taken.txt", "path": str(tmp_path / "d0.dat")}, {"key": "free.txt", "path": str(tmp_path / "d1.dat")}]
+    items = [
+        {"key": "taken.txt", "path": str(tmp_path / "d0.dat")},
+        {"key": "free.txt", "path": str(tmp_path / "d1.dat")},
+    ]
     manifest, credentials = write_job_files(tmp_path, moto_s3, {"items": items, "overwrite_existing": False})
 
     assert main(["send", manifest, credentials]) == 1
@@ -126,7 +128,7 @@ def test_credentials_are_private_whatever_the_umask_and_so_is_galaxys_copy(tmp_p
     for path in found:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
 
-    assert read_credentials(pointer) == {"error": "x"}
+    assert read_credentials(pointer) == {"kind": "failure", "error": "x"}
 
     assert credentials_files(str(tmp_path)) == []
     assert not os.path.exists(pointer) and not (tmp_path / "_configs" / os.path.basename(pointer)).exists()
@@ -136,6 +138,14 @@ def test_credentials_are_private_whatever_the_umask_and_so_is_galaxys_copy(tmp_p
 def test_datatypes_step_is_skipped_for_an_explicit_file_type(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps({"items": [{"key": "x", "path": "/nonexistent", "output": "output0"}], "input_args": {"file_type": "tabular"}}))
+    manifest.write_text(
+        json.dumps(
+            {
+                "bucket": BUCKET,
+                "items": [{"key": "x", "path": "/nonexistent", "output": "output0"}],
+                "input_args": {"file_type": "tabular"},
+            }
+        )
+    )
     assert datatypes.main([str(manifest)]) == 0
     assert not (tmp_path / GALAXY_JSON).exists()

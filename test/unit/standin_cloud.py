@@ -1,0 +1,174 @@
+"""A fifth cloud, defined here and nowhere in the plugin: objects as files in a directory.
+
+It shows what adding a cloud takes: this one module (a ``Cloud`` subclass with its settings,
+record, naming rules, minting and storage backend) registers itself when it is defined, and the
+contract suite (test_unit_storage_contract.py) runs against it unchanged. The "server" is a
+directory: a folder per bucket, an object a file named by its percent-encoded key, and a token
+per user listing the buckets it may use (``.grants/<token>``).
+"""
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from typing import ClassVar, Iterable, Iterator, Optional
+from urllib.parse import quote, unquote
+
+from galaxy_cloud_storage.providers.cloud import Cloud
+from galaxy_cloud_storage.providers.names import NameRules
+from galaxy_cloud_storage.providers.settings import ProviderAuthzConfig, ProviderSettings, Secret
+from galaxy_cloud_storage.providers.storage import (
+    AccessDenied,
+    JsonCredentials,
+    ObjectInfo,
+    StorageBackend,
+    StorageError,
+)
+
+GRANTS = ".grants"
+
+
+class DirectorySettings(ProviderSettings):
+    root: str = "/nonexistent"
+    part_size: int = 4 * 1024 * 1024
+
+
+class DirectoryAuthzConfig(ProviderAuthzConfig):
+    token: Secret
+
+    secret_fields: ClassVar[tuple[str, ...]] = ("token",)
+    modes = {"token": None}
+
+
+class DirectoryNameRules(NameRules):
+    cloud = "the directory store"
+    dot_segments_allowed = False
+
+    def bucket_problems(self, name: str) -> Iterable[str]:
+        if not 3 <= len(name) <= 63 or not self.matches(name, "a-z0-9-"):
+            yield "it must be 3 to 63 lowercase letters, digits and hyphens"
+
+
+@dataclass(frozen=True)
+class DirectoryCredentials(JsonCredentials):
+    token: str = field(repr=False)
+
+    def usable(self) -> bool:
+        return bool(self.token)
+
+
+class StandinCloud(Cloud[DirectorySettings, DirectoryAuthzConfig]):
+    name = "standin"
+    names = DirectoryNameRules()
+
+    def mint(self, settings, config, login):  # a cloud in one module: no credentials module beside it
+        return DirectoryCredentials(config.token)
+
+
+class StoreUnreachable(Exception):
+    """The store's directory is not there (the stand-in's "connection refused")."""
+
+
+class DirectoryStorage(StorageBackend):
+    plugin = StandinCloud
+    credentials_type = DirectoryCredentials
+
+    def __init__(self, settings: DirectorySettings, credentials: DirectoryCredentials, config: dict):
+        super().__init__(credentials)
+        self.root = settings.root
+        self.token = credentials.token
+        self.part_size = settings.part_size
+
+    def _bucket_dir(self, bucket: str) -> str:
+        if not os.path.isdir(self.root):
+            raise StoreUnreachable()
+        directory = os.path.join(self.root, bucket)
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(bucket)
+        granted = os.path.join(self.root, GRANTS, quote(self.token, safe=""))
+        if not os.path.exists(granted):
+            raise PermissionError(bucket)
+        with open(granted) as fh:
+            if bucket not in fh.read().split():
+                raise PermissionError(bucket)
+        return directory
+
+    def _object_path(self, bucket: str, key: str) -> str:
+        return os.path.join(self._bucket_dir(bucket), quote(key, safe=""))
+
+    def _check_bucket(self, bucket: str) -> None:
+        self._bucket_dir(bucket)
+
+    def _stat(self, bucket: str, key: str) -> Optional[ObjectInfo]:
+        path = self._object_path(bucket, key)
+        return ObjectInfo(key, os.path.getsize(path)) if os.path.exists(path) else None
+
+    def _list_sizes(self, bucket: str, prefix: str, limit: int) -> Iterator[tuple[str, int]]:
+        directory = self._bucket_dir(bucket)
+        keys = sorted(unquote(name) for name in os.listdir(directory) if not name.startswith("."))
+        for key in [key for key in keys if key.startswith(prefix)][:limit]:
+            yield key, os.path.getsize(os.path.join(directory, quote(key, safe="")))
+
+    def _download_into(self, bucket: str, key: str, partial: str) -> int:
+        source = self._object_path(bucket, key)
+        if not os.path.exists(source):
+            raise KeyError(key)
+        with open(source, "rb") as src, open(partial, "wb") as dst:
+            shutil.copyfileobj(src, dst, self.part_size)
+            return dst.tell()
+
+    def _upload(self, path: str, size: int, bucket: str, key: str) -> None:
+        target = self._object_path(bucket, key)
+        fd, partial = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".upload-")
+        try:
+            with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+                shutil.copyfileobj(src, dst, self.part_size)
+            os.replace(partial, target)  # the object appears whole, or not at all
+        except BaseException:
+            os.unlink(partial)
+            raise
+
+    def _storage_error(
+        self, error: Exception, action: str, bucket: str, key: Optional[str], what: str
+    ) -> Optional[StorageError]:
+        if isinstance(error, StoreUnreachable):
+            return StorageError(f"Could not {action} {what}: the directory store {self.root} is unreachable")
+        if isinstance(error, FileNotFoundError) and error.args == (bucket,):
+            return self._missing_bucket(bucket)
+        if isinstance(error, KeyError):
+            return self._missing_object(bucket, key)
+        if isinstance(error, PermissionError) and error.args == (bucket,):
+            return AccessDenied(f"Access to {what} denied: the token may not {action} it")
+        return None
+
+
+class DirectoryStore:
+    """The store's own access (its "admin"): buckets, grants, objects behind the plugin's back."""
+
+    def __init__(self, root: str):
+        self.root = root
+        os.makedirs(os.path.join(root, GRANTS), exist_ok=True)
+
+    def create_bucket(self, name: str) -> str:
+        os.makedirs(os.path.join(self.root, name))
+        return name
+
+    def grant(self, token: str, bucket: str) -> str:
+        with open(os.path.join(self.root, GRANTS, quote(token, safe="")), "a") as fh:
+            fh.write(f"{bucket}\n")
+        return token
+
+    def put_object(self, bucket: str, key: str, data: bytes) -> None:
+        with open(os.path.join(self.root, bucket, quote(key, safe="")), "wb") as fh:
+            fh.write(data)
+
+    def get_object(self, bucket: str, key: str) -> bytes:
+        try:
+            with open(os.path.join(self.root, bucket, quote(key, safe="")), "rb") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+    def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
+        keys = (unquote(name) for name in os.listdir(os.path.join(self.root, bucket)) if not name.startswith("."))
+        return sorted(key for key in keys if key.startswith(prefix))

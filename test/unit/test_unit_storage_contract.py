@@ -1,0 +1,218 @@
+"""The storage contract: what every cloud's backend does the same, each against its real local
+server (backend_cases.py), and against a stand-in cloud that a test defines (standin_cloud.py).
+
+What only one cloud has (multipart ETags, block lists, SAS scopes, resumable chunks, SLO segments,
+the server's own identity in its SDK's favourite places) is in that cloud's own test file.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import typing
+from datetime import datetime
+
+import pytest
+
+from galaxy_cloud_storage.providers import cloud, clouds
+from galaxy_cloud_storage.providers.storage import (
+    AccessDenied,
+    BucketNotFound,
+    InvalidObjectName,
+    MissingCredentials,
+    ObjectInfo,
+    ObjectNotFound,
+    StorageError,
+)
+
+pytest_plugins = ["azure_fixtures", "swift_fixtures", "backend_cases"]
+
+MiB = 1024 * 1024
+ODD_KEY = "dir/sub dir/ünïcødé ✓ file.txt"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def write(path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(path)
+
+
+# -- the registry ---------------------------------------------------------------------------------
+
+
+def test_every_cloud_is_a_plugin_of_its_own(case):
+    plugin = cloud(case.name)
+    assert plugin.name == case.name and plugin.label
+    assert isinstance(case.storage(), plugin.storage_type())
+    assert case.storage().names.cloud == plugin.names.cloud
+    assert plugin.credentials_type().__name__.endswith("Credentials")
+    assert plugin.settings_model().enabled in (True, False)
+
+
+def test_the_stand_in_is_found_only_while_its_test_runs(case):
+    assert ("standin" in clouds()) == (case.name == "standin")
+
+
+# -- buckets ---------------------------------------------------------------------------------------
+
+
+def test_check_bucket_present_and_missing(case):
+    storage = case.storage()
+    storage.check_bucket(case.bucket)
+    with pytest.raises(BucketNotFound, match=f"{case.noun.capitalize()} 'no-such-bucket' does not exist"):
+        storage.check_bucket("no-such-bucket")
+
+
+def test_unreachable_endpoint_is_named_and_shows_no_secret(case):
+    with pytest.raises(StorageError, match="is unreachable") as e:
+        case.unreachable().check_bucket("any-bucket")
+    assert not isinstance(e.value, (BucketNotFound, AccessDenied))
+    for secret in case.secrets:
+        assert secret not in str(e.value)
+
+
+# -- objects ---------------------------------------------------------------------------------------
+
+
+def test_stat_present_and_missing(case):
+    case.admin.put(case.bucket, ODD_KEY, b"12345")
+    storage = case.storage()
+    assert storage.stat(case.bucket, ODD_KEY) == ObjectInfo(key=ODD_KEY, size=5)
+    assert storage.stat(case.bucket, "missing.txt") is None
+
+
+@pytest.mark.parametrize("key,size", [("empty", 0), (ODD_KEY, 1000), ("big/12 MiB object.bin", 12 * MiB)])
+def test_round_trip(case, tmp_path, key, size):
+    """Up and down again, bytes identical under the exact key; the 12 MiB object in several parts
+    each way (the case's small parts); no temporary file left beside the target."""
+    storage = case.storage(**case.small_parts)
+    data = os.urandom(size)
+    source = write(tmp_path / "source", data)
+
+    assert storage.upload(source, case.bucket, key) == size
+    # Read back by another client: the bytes are really there, under the exact key.
+    assert sha256(case.admin.get(case.bucket, key)) == sha256(data)
+    assert case.admin.keys(case.bucket) == [key]  # no part, block or segment shows in the listing
+    assert storage.stat(case.bucket, key) == ObjectInfo(key=key, size=size)
+
+    target = tmp_path / "target"
+    assert storage.download(case.bucket, key, str(target)) == size
+    assert file_sha256(target) == sha256(data)
+    assert sorted(os.listdir(tmp_path)) == ["source", "target"]
+
+
+def test_download_of_a_missing_object_leaves_no_file(case, tmp_path):
+    target = tmp_path / "dataset.dat"
+    target.write_bytes(b"")  # Galaxy creates its output files before the job runs
+    with pytest.raises(ObjectNotFound, match=f"Object 'nope.txt' does not exist in {case.noun} '{case.bucket}'"):
+        case.storage().download(case.bucket, "nope.txt", str(target))
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_missing_bucket_is_no_place_to_upload_or_download(case, tmp_path):
+    storage = case.storage()
+    with pytest.raises(BucketNotFound, match=f"{case.noun.capitalize()} 'no-such-bucket' does not exist"):
+        storage.upload(write(tmp_path / "source", b"data"), "no-such-bucket", "x")
+    # (A download's 404 does not say which is missing on every cloud: the object, either way.)
+    with pytest.raises((BucketNotFound, ObjectNotFound)):
+        storage.download("no-such-bucket", "key", str(tmp_path / "target"))
+    assert os.listdir(tmp_path) == ["source"]
+
+
+def test_upload_of_a_missing_file(case, tmp_path):
+    with pytest.raises(
+        StorageError, match=f"Cannot read .*nothing-here.* to send it to 'x' in {case.noun} '{case.bucket}'"
+    ):
+        case.storage().upload(str(tmp_path / "nothing-here"), case.bucket, "x")
+    assert case.admin.keys(case.bucket) == []
+
+
+def test_stat_many_in_order(case):
+    case.admin.put(case.bucket, "d/a", b"1")
+    case.admin.put(case.bucket, "d/b", b"22")
+    found = case.storage().stat_many(case.bucket, ["d/b", "d/missing", "d/a"])
+    assert found == [ObjectInfo("d/b", 2), None, ObjectInfo("d/a", 1)]
+
+
+# -- names (invariant 10) --------------------------------------------------------------------------
+
+
+def test_names_the_cloud_cannot_hold_are_refused_before_any_call(case, tmp_path):
+    """The unreachable backend shows it: a call would fail with "unreachable"."""
+    storage = case.unreachable()
+    source = write(tmp_path / "source", b"x")
+    calls = [
+        lambda bucket, key: storage.check_bucket(bucket),
+        lambda bucket, key: storage.stat(bucket, key),
+        lambda bucket, key: storage.stat_many(bucket, [key]),
+        lambda bucket, key: storage.download(bucket, key, str(tmp_path / "target")),
+        lambda bucket, key: storage.upload(source, bucket, key),
+    ]
+    for bucket, key in ((".", "key"), ("..", "key"), ("good-bucket", "nul\x00key"), ("good-bucket", "")):
+        for call in calls:
+            if key == "key" or call is not calls[0]:
+                with pytest.raises(InvalidObjectName, match="is not a valid"):
+                    call(bucket, key)
+    assert os.listdir(tmp_path) == ["source"]
+
+
+# -- denied, never "missing" ----------------------------------------------------------------------
+
+
+def test_denied_is_access_denied_on_every_operation(case, tmp_path):
+    denied = case.denied()
+    storage, bucket = denied.backend, denied.bucket
+    before = case_keys(case, denied)
+    with pytest.raises(AccessDenied, match=f"Access to {case.noun} '{bucket}'"):
+        storage.check_bucket(bucket)
+    with pytest.raises(AccessDenied, match=f"object '{denied.key}'"):
+        storage.stat(bucket, denied.key)
+    with pytest.raises(AccessDenied):
+        storage.stat_many(bucket, [denied.key, "absent"])
+    target = tmp_path / "dataset.dat"
+    with pytest.raises(AccessDenied, match=f"object '{denied.key}'"):
+        storage.download(bucket, denied.key, str(target))
+    assert not target.exists()
+    with pytest.raises(AccessDenied, match="object 'new.txt'") as upload_error:
+        storage.upload(write(tmp_path / "source", b"data"), bucket, "new.txt")
+    for secret in case.secrets:
+        assert secret not in str(upload_error.value)
+    assert case_keys(case, denied) == before
+
+
+def case_keys(case, denied) -> list[str]:
+    """The denied bucket's keys, where the case's own access can list them (AWS's and GCS's denied
+    buckets are on another server of the case)."""
+    try:
+        return case.admin.keys(denied.bucket)
+    except Exception:
+        return []
+
+
+# -- credentials ---------------------------------------------------------------------------------
+
+
+def test_missing_credentials_are_refused_before_any_request(case):
+    for credentials in case.missing_credentials:
+        with pytest.raises(MissingCredentials):
+            case.build(credentials)
+
+
+def test_credentials_repr_hides_secrets_and_json_keeps_them(case):
+    kind = cloud(case.name).credentials_type()
+    hints = typing.get_type_hints(kind)
+    example = kind(**{name: None if datetime in typing.get_args(hints[name]) else f"value-of-{name}" for name in hints})
+    hidden = [spec.name for spec in dataclasses.fields(kind) if not spec.repr]
+    assert hidden, f"{kind.__name__} shows every field"
+    shown = repr(example) + str(example)
+    for name in hidden:
+        assert f"value-of-{name}" not in shown
+    assert kind.from_json(json.loads(json.dumps(example.to_json()))) == example
