@@ -13,7 +13,6 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Optional
 
 MiB = 1024**2
@@ -33,17 +32,16 @@ class Remote:
 def mint_credentials(cloud) -> tuple[Any, dict]:
     """The credentials a transfer job would get for ``cloud.authz_config`` (the plugin's own
     delegation code, as the job handler runs it), and the authorization's public config."""
-    from galaxy_cloud_storage.authz.configs import PROVIDER_CONFIGS
-    from galaxy_cloud_storage.authz.delegation import CredentialBroker
-    from galaxy_cloud_storage.config import PluginConfig
+    from galaxy_cloud_storage.providers import cloud as cloud_plugin
 
-    config = PROVIDER_CONFIGS[cloud.provider].model_validate(cloud.authz_config)
+    plugin = cloud_plugin(cloud.provider)
+    config = plugin.authz_config_model.model_validate(cloud.authz_config)
     if config.needs_oidc_identity:
         # Exchanging a Galaxy login needs Galaxy's OIDC session; the bench's authorizations are stored secrets.
-        raise RuntimeError(f"{cloud.provider}: the bench needs an authorization with a stored secret, not mode {config.mode}")
-    plugin_config = PluginConfig(providers={cloud.provider: cloud.settings})
-    broker = CredentialBroker(app=None, plugin_config=plugin_config, authz_manager=None)
-    credentials = broker.mint(SimpleNamespace(provider=cloud.provider), config, plugin_config.provider(cloud.provider), user=None)
+        raise RuntimeError(
+            f"{cloud.provider}: the bench needs an authorization with a stored secret, not mode {config.mode}"
+        )
+    credentials = plugin.mint(plugin.settings_model(**cloud.settings), config, login=None)
     return credentials, config.public_dict()
 
 
@@ -55,6 +53,10 @@ class Reference:
     def __init__(self, cloud, credentials, config: dict, workers: int):
         self.cloud, self.bucket, self.credentials, self.config = cloud, cloud.bucket, credentials, config
         self.settings = cloud.settings
+        # The admin's tuning (part and chunk sizes, retries) as the plugin reads it, defaults included.
+        from galaxy_cloud_storage.providers import cloud as cloud_plugin
+
+        self.tuning = cloud_plugin(cloud.provider).settings_model(**cloud.settings)
         self.workers = workers  # objects in flight, as the plugin's engine
 
     # what the report records about the reference's settings
@@ -133,11 +135,12 @@ class Boto3Reference(Reference):
         import boto3
         from boto3.s3.transfer import TransferConfig
         from botocore.config import Config
-        from galaxy_cloud_storage.providers import aws
 
-        self.part_size = aws.PART_SIZE
+        from galaxy_cloud_storage.providers.aws import storage as aws
+
+        self.part_size = self.tuning.part_size
         self.endpoint = self.settings["s3_endpoint_url"]
-        # As providers/aws.py configures the plugin's client and transfers.
+        # As providers/aws/storage.py configures the plugin's client and transfers.
         client_config = Config(
             retries=aws.RETRIES, signature_version="s3v4", connect_timeout=10,
             max_pool_connections=8 * aws.CONCURRENCY, s3={"addressing_style": "path"},
@@ -148,13 +151,17 @@ class Boto3Reference(Reference):
             aws_session_token=credentials.session_token,
         )  # fmt: skip
         self.transfer = TransferConfig(
-            multipart_threshold=aws.PART_SIZE, multipart_chunksize=aws.PART_SIZE,
+            multipart_threshold=self.part_size, multipart_chunksize=self.part_size,
             max_concurrency=aws.CONCURRENCY, use_threads=True, preferred_transfer_client="classic",
         )  # fmt: skip
         self.concurrency = aws.CONCURRENCY
 
     def describe(self) -> dict:
-        return {"sdk": "boto3 download_file/upload_file", "part_size": self.part_size, "parts_in_parallel": self.concurrency}
+        return {
+            "sdk": "boto3 download_file/upload_file",
+            "part_size": self.part_size,
+            "parts_in_parallel": self.concurrency,
+        }
 
     def download(self, key, path):
         self.client.download_file(self.bucket, key, path, Config=self.transfer)
@@ -182,7 +189,11 @@ class Boto3Reference(Reference):
             access_key_id=self.credentials.access_key_id, secret_access_key=self.credentials.secret_access_key,
             session_token=self.credentials.session_token or "", force_path_style="true",
         )  # fmt: skip
-        return Remote(env, ("--s3-no-check-bucket",), "s3 backend, provider Other, rclone's defaults (5 MiB parts, 4 ranges per big download)")
+        return Remote(
+            env,
+            ("--s3-no-check-bucket",),
+            "s3 backend, provider Other, rclone's defaults (5 MiB parts, 4 ranges per big download)",
+        )
 
 
 # -- Azure: azure-storage-blob --------------------------------------------------------------------
@@ -207,16 +218,18 @@ class AzureBlobReference(Reference):
         super().__init__(cloud, credentials, config, workers)
         from azure.core.credentials import AzureSasCredential
         from azure.storage.blob import BlobServiceClient
-        from galaxy_cloud_storage.providers import azure
 
-        self.block_size, self.chunk_size, self.concurrency = azure.BLOCK_SIZE, azure.CHUNK_SIZE, azure.CONCURRENCY
+        from galaxy_cloud_storage.providers.azure import storage as azure
+
+        self.block_size, self.chunk_size = self.tuning.block_size, self.tuning.chunk_size
+        self.concurrency = azure.CONCURRENCY
         self.account_url = self.settings["blob_endpoint"].format(account=config["storage_account"]).rstrip("/")
         if credentials.access_token:
             expires = int(credentials.expires_on.timestamp()) if credentials.expires_on else 2**31
             credential: Any = StaticToken(credentials.access_token, expires)
         else:
             credential = AzureSasCredential(credentials.sas_token.lstrip("?"))
-        # The block and range sizes providers/azure.py gives the plugin's client; the SDK's retry policy.
+        # The block and range sizes providers/azure/storage.py gives the plugin's client; the SDK's retry policy.
         self.service = BlobServiceClient(
             self.account_url, credential=credential, connection_verify=self.settings.get("ca_bundle") or True,
             max_block_size=self.block_size, max_single_put_size=self.block_size,
@@ -224,7 +237,12 @@ class AzureBlobReference(Reference):
         )  # fmt: skip
 
     def describe(self):
-        return {"sdk": "azure-storage-blob download_blob/upload_blob", "part_size": self.block_size, "range_size": self.chunk_size, "parts_in_parallel": self.concurrency}
+        return {
+            "sdk": "azure-storage-blob download_blob/upload_blob",
+            "part_size": self.block_size,
+            "range_size": self.chunk_size,
+            "parts_in_parallel": self.concurrency,
+        }
 
     def download(self, key, path):
         with open(path, "wb") as fh:
@@ -247,13 +265,24 @@ class AzureBlobReference(Reference):
         return md5_hex(path) if size <= self.block_size else None
 
     def rclone(self, work):
-        import azurite
+        from galaxy_cloud_storage_testing import azurite
 
         # rclone 1.60 can neither ask the admin's Entra authority for a token nor take one minted
         # elsewhere: it uses the emulator's well-known account key, over the same HTTPS endpoint.
-        env = remote_env(work, type="azureblob", use_emulator="true", endpoint=self.account_url, account=azurite.ACCOUNT, key=azurite.ACCOUNT_KEY)
+        env = remote_env(
+            work,
+            type="azureblob",
+            use_emulator="true",
+            endpoint=self.account_url,
+            account=azurite.ACCOUNT,
+            key=azurite.ACCOUNT_KEY,
+        )
         ca = self.settings.get("ca_bundle")
-        return Remote(env, ("--ca-cert", ca) if ca else (), "azureblob backend, emulator account key (not the bearer token), rclone's defaults (4 MiB blocks)")
+        return Remote(
+            env,
+            ("--ca-cert", ca) if ca else (),
+            "azureblob backend, emulator account key (not the bearer token), rclone's defaults (4 MiB blocks)",
+        )
 
 
 # -- Google Cloud Storage: google-cloud-storage --------------------------------------------------
@@ -265,12 +294,13 @@ class GcsReference(Reference):
     def __init__(self, cloud, credentials, config, workers):
         super().__init__(cloud, credentials, config, workers)
         import requests
-        from galaxy_cloud_storage.providers import gcp
         from google.auth.transport.requests import AuthorizedSession
         from google.cloud import storage
         from google.oauth2.credentials import Credentials
 
-        self.chunk_size, self.concurrency = gcp.CHUNK_SIZE, gcp.CONCURRENCY
+        from galaxy_cloud_storage.providers.gcp import storage as gcp
+
+        self.chunk_size, self.concurrency = self.tuning.chunk_size, gcp.CONCURRENCY
         self.endpoint = str(self.settings["storage_endpoint"]).rstrip("/")
         session = AuthorizedSession(Credentials(token=credentials.access_token))
         session.verify = self.settings.get("ca_bundle") or True
@@ -285,7 +315,10 @@ class GcsReference(Reference):
 
     def describe(self):
         return {
-            "sdk": "google-cloud-storage transfer_manager.download_chunks_concurrently (threads) / resumable upload_from_filename",
+            "sdk": (
+                "google-cloud-storage transfer_manager.download_chunks_concurrently (threads)"
+                " / resumable upload_from_filename"
+            ),
             "part_size": self.chunk_size, "parts_in_parallel": self.concurrency,
         }  # fmt: skip
 
@@ -316,10 +349,18 @@ class GcsReference(Reference):
         # job's access token as it is, through the same endpoint (and token checks) as the plugin.
         import json
 
-        token = json.dumps({"access_token": self.credentials.access_token, "token_type": "Bearer", "expiry": "2100-01-01T00:00:00Z"})
-        env = remote_env(work, type="gcs", endpoint=f"{self.endpoint}/storage/v1/", token=token, bucket_policy_only="true")
+        token = json.dumps(
+            {"access_token": self.credentials.access_token, "token_type": "Bearer", "expiry": "2100-01-01T00:00:00Z"}
+        )
+        env = remote_env(
+            work, type="gcs", endpoint=f"{self.endpoint}/storage/v1/", token=token, bucket_policy_only="true"
+        )
         ca = self.settings.get("ca_bundle")
-        return Remote(env, ("--ca-cert", ca) if ca else (), "gcs backend with the job's access token, rclone's defaults (8 MiB upload chunks)")
+        return Remote(
+            env,
+            ("--ca-cert", ca) if ca else (),
+            "gcs backend with the job's access token, rclone's defaults (8 MiB upload chunks)",
+        )
 
 
 # -- OpenStack Swift: swiftclient's SwiftService --------------------------------------------------
@@ -333,10 +374,11 @@ class SwiftServiceReference(Reference):
 
     def __init__(self, cloud, credentials, config, workers):
         super().__init__(cloud, credentials, config, workers)
-        from galaxy_cloud_storage.providers import openstack
         from swiftclient.service import SwiftService
 
-        self.segment_size, self.concurrency = openstack.SEGMENT_SIZE, openstack.CONCURRENCY
+        from galaxy_cloud_storage.providers.openstack import storage as openstack
+
+        self.segment_size, self.concurrency = self.tuning.segment_size, openstack.CONCURRENCY
         # Explicit storage URL and token: nothing from OS_* variables is used to authenticate.
         self.service = SwiftService(options={
             "os_storage_url": credentials.storage_url, "os_auth_token": credentials.token,
@@ -346,13 +388,19 @@ class SwiftServiceReference(Reference):
         })  # fmt: skip
 
     def describe(self):
-        return {"sdk": "swiftclient SwiftService download/upload (SLO)", "part_size": self.segment_size, "parts_in_parallel": self.concurrency}
+        return {
+            "sdk": "swiftclient SwiftService download/upload (SLO)",
+            "part_size": self.segment_size,
+            "parts_in_parallel": self.concurrency,
+        }
 
     @staticmethod
     def _check(results) -> None:
         failed = [r for r in results if not r.get("success")]
         if failed:
-            raise RuntimeError(f"SwiftService: {failed[0].get('action')} {failed[0].get('object')}: {failed[0].get('error')}")
+            raise RuntimeError(
+                f"SwiftService: {failed[0].get('action')} {failed[0].get('object')}: {failed[0].get('error')}"
+            )
 
     def download_all(self, pairs):
         # One call for the workload (the service runs object_dd_threads of them at a time), the
@@ -362,7 +410,7 @@ class SwiftServiceReference(Reference):
         names_match = all(os.path.basename(key) == os.path.basename(path) for key, path in pairs)
         if len(folders) != 1 or not names_match:
             raise ValueError("SwiftService downloads one folder of keys into one directory, under the same names")
-        (prefix, directory), = folders
+        ((prefix, directory),) = folders
         options = {"out_directory": directory, "prefix": f"{prefix}/", "remove_prefix": True, "checksum": False}
         self._check(self.service.download(self.bucket, [key for key, _ in pairs], options))
 
@@ -402,10 +450,17 @@ class SwiftServiceReference(Reference):
             work, type="swift", auth=str(self.settings["v1_auth_url"]), auth_version="1",
             user=self.cloud.authz_config["swift_user"], key=self.cloud.authz_config["swift_key"],
         )  # fmt: skip
-        return Remote(env, (), "swift backend, v1 auth with the same user, rclone's defaults (objects up to 5 GiB in one PUT)")
+        return Remote(
+            env, (), "swift backend, v1 auth with the same user, rclone's defaults (objects up to 5 GiB in one PUT)"
+        )
 
 
-REFERENCES = {"aws": Boto3Reference, "azure": AzureBlobReference, "gcp": GcsReference, "openstack": SwiftServiceReference}
+REFERENCES = {
+    "aws": Boto3Reference,
+    "azure": AzureBlobReference,
+    "gcp": GcsReference,
+    "openstack": SwiftServiceReference,
+}
 
 
 def reference_for(cloud) -> Reference:

@@ -1,6 +1,6 @@
 """The S3 benchmark: cloud_bench.py for provider aws (moto), kept under its old name.
 
-    .venv/bin/python bench/s3_bench.py --scale 0.1     # the same as: bench/cloud_bench.py --provider aws --scale 0.1
+.venv/bin/python bench/s3_bench.py --scale 0.1     # the same as: bench/cloud_bench.py --provider aws --scale 0.1
 """
 
 import sys
