@@ -16,3 +16,13 @@ import os
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 #: the npm project of the OpenID provider and Azurite (``npm ci --prefix node``)
 NODE_DIR = os.environ.get("GALAXY_CLOUD_NODE_DIR") or os.path.join(REPOSITORY, "node")
+
+
+def serve_until_interrupted(server, announcement: str) -> None:
+    """The end of a server module's ``main``: say where it listens (for the person or log reading
+    it) and serve until interrupted."""
+    print(announcement, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass

@@ -52,6 +52,8 @@ import jwt
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from galaxy_cloud_storage_testing import serve_until_interrupted
+
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 RECORD_ENV = "ENTRA_TOKEN_SERVER_LOG"
 DEFAULT_LIFETIME = 3600
@@ -403,8 +405,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         parser.error("no app: give --config or --tenant and --client-id")
     service = TokenService(apps, args.lifetime, args.record, args.issuer_ca_bundle)
     server = serve(service, args.host, args.port, args.cert, args.key)
-    print(f"Entra token endpoint at https://{args.host}:{args.port}/<tenant>/oauth2/v2.0/token", flush=True)
-    server.serve_forever()
+    serve_until_interrupted(
+        server, f"Entra token endpoint at https://{args.host}:{args.port}/<tenant>/oauth2/v2.0/token"
+    )
 
 
 if __name__ == "__main__":

@@ -69,6 +69,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
+from galaxy_cloud_storage_testing import serve_until_interrupted
+
 HEALTH_PATH = "/_proxy/healthz"  # "_proxy" cannot be a bucket name: no clash with the XML API
 PIECE = 1024 * 1024  # bytes relayed at a time, each way
 UPSTREAM_TIMEOUT = 300  # seconds without a byte from fake-gcs-server
@@ -599,11 +601,7 @@ def main(argv=None) -> None:
         server = serve(args.upstream, args.token_server, grants, args.host, args.port, args.cache_seconds)
     except ValueError as e:
         parser.error(str(e))
-    print(f"gcs_auth_proxy listening on http://{args.host}:{server.server_address[1]}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    serve_until_interrupted(server, f"gcs_auth_proxy listening on http://{args.host}:{server.server_address[1]}")
 
 
 if __name__ == "__main__":

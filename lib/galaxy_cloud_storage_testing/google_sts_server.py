@@ -51,6 +51,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 import jwt
 import requests
 
+from galaxy_cloud_storage_testing import serve_until_interrupted
+
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ID_TOKEN_TYPES = {"urn:ietf:params:oauth:token-type:jwt", "urn:ietf:params:oauth:token-type:id_token"}
@@ -424,11 +426,7 @@ def main(argv=None) -> None:
     with open(args.config) as fh:
         tokens = TokenServer.from_config(json.load(fh), args.log)
     server = serve(tokens, args.host, args.port)
-    print(f"google_sts_server listening on http://{args.host}:{server.server_address[1]}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    serve_until_interrupted(server, f"google_sts_server listening on http://{args.host}:{server.server_address[1]}")
 
 
 if __name__ == "__main__":

@@ -81,6 +81,14 @@ class CloudStorageTestCase(IntegrationTestCase):
     def current_email(self) -> str:
         return self._get("users/current").json()["email"]
 
+    def assert_error(self, response, status, *words):
+        """A Galaxy error: this status, ``{"err_msg", "err_code"}``, and these words in the message."""
+        assert response.status_code == status, f"{response.status_code} {response.text}"
+        body = response.json()
+        assert set(body) >= {"err_msg", "err_code"}, body
+        for word in words:
+            assert word in body["err_msg"], body["err_msg"]
+
     def wait_for_job(self, job_id: str, timeout: float = 300) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -43,13 +43,6 @@ class TestCloudAuthzApi(CloudStorageTestCase):
         assert response.status_code == status, response.text
         return response.json()
 
-    def assert_error(self, response, status, *words):
-        assert response.status_code == status, f"{response.status_code} {response.text}"
-        body = response.json()
-        assert set(body) >= {"err_msg", "err_code"}, body
-        for word in words:
-            assert word in body["err_msg"], body["err_msg"]
-
     # -- the record, as seed 001 shows it -----------------------------------------------------------
 
     def test_create_show_list_update_delete(self):

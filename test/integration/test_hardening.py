@@ -81,13 +81,6 @@ class TestHardening(LocalCloudTestCase):
         }
         return self._post("cloud/storage/get", payload, json=True)
 
-    def assert_error(self, response, status, *words):
-        assert response.status_code == status, f"{response.status_code} {response.text}"
-        body = response.json()
-        assert set(body) >= {"err_msg", "err_code"}, body
-        for word in words:
-            assert word in body["err_msg"], body["err_msg"]
-
     # -- the job directory ----------------------------------------------------------------------
 
     def job_directory(self, job_id: str) -> str:

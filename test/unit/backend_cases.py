@@ -19,7 +19,7 @@ from typing import Any, Callable
 import pytest
 
 from galaxy_cloud_storage.providers import cloud
-from galaxy_cloud_storage.providers.storage import StorageBackend
+from galaxy_cloud_storage.providers.storage import ObjectInfo, StorageBackend
 from galaxy_cloud_storage_testing import azurite, local_clouds, swift_aio
 
 MiB = 1024 * 1024
@@ -64,6 +64,17 @@ class BackendCase:
     @property
     def noun(self) -> str:
         return self.storage().noun
+
+
+def put_a_run_of_objects(put: Callable[[str, bytes], None]) -> tuple[list[str], list]:
+    """30 objects under run/ and one under other/, through ``put(key, data)``; returns the keys
+    stat_many is asked (out of order, one missing) and what it must answer."""
+    for i in range(30):
+        put(f"run/{i:02d}.txt", b"x" * i)
+    put("other/z.txt", b"zz")
+    keys = [f"run/{i:02d}.txt" for i in (3, 0, 29)] + ["run/missing.txt", "other/z.txt"]
+    found = [ObjectInfo("run/03.txt", 3), ObjectInfo("run/00.txt", 0), ObjectInfo("run/29.txt", 29)]
+    return keys, found + [None, ObjectInfo("other/z.txt", 2)]
 
 
 def fresh_name() -> str:

@@ -18,6 +18,10 @@ from typing import Optional
 import boto3
 import pytest
 
+# The fixture modules that tests also import names from: their asserts get pytest's messages too
+# (imported before pytest loads them as plugins, they would not be rewritten).
+pytest.register_assert_rewrite("azure_fixtures", "backend_cases", "gcp_servers", "swift_fixtures")
+
 MOTO_SERVER = os.path.join(os.path.dirname(sys.executable), "moto_server")
 ADMIN_KEYS = {"aws_access_key_id": "admin-test-key", "aws_secret_access_key": "admin-test-secret"}
 STRICT_BUCKET = "strict-bucket"

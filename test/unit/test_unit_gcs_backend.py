@@ -10,6 +10,7 @@ import os
 import threading
 
 import pytest
+from backend_cases import put_a_run_of_objects
 from gcp_servers import dead_endpoint, fake_gcs_server
 
 from galaxy_cloud_storage.providers import storage as base
@@ -242,31 +243,17 @@ def test_server_identity_and_environment_are_never_used(admin, monkeypatch, tmp_
     assert GcsStorage(GcpSettings(storage_endpoint=admin.endpoint_url), USER_TOKEN, {}).client.project is None
 
 
-def test_stat_many_answers_from_one_listing(admin):
-    for i in range(30):
-        admin.put_object(BUCKET, f"run/{i:02d}.txt", b"x" * i)
-    admin.put_object(BUCKET, "other/z.txt", b"zz")
+def test_stat_many_answers_from_one_listing(admin, monkeypatch):
+    keys, expected = put_a_run_of_objects(lambda key, data: admin.put_object(BUCKET, key, data))
     gcs = storage_for(admin)
-    keys = [f"run/{i:02d}.txt" for i in (3, 0, 29)] + ["run/missing.txt", "other/z.txt"]
     calls = []
     gcs.session.hooks["response"].append(lambda response, **kw: calls.append(response.request.url))
 
-    found = gcs.stat_many(BUCKET, keys)
-
-    assert found == [
-        ObjectInfo("run/03.txt", 3),
-        ObjectInfo("run/00.txt", 0),
-        ObjectInfo("run/29.txt", 29),
-        None,
-        ObjectInfo("other/z.txt", 2),
-    ]
+    assert gcs.stat_many(BUCKET, keys) == expected
     assert len(calls) == 2  # one listing (one page) answers all; one object GET proves read access
     assert "/o?" in calls[0] and "/o/run%2F03.txt" in calls[1]
 
     calls.clear()
-    limit, base.LISTING_LIMIT = base.LISTING_LIMIT, 10
-    try:
-        assert gcs.stat_many(BUCKET, keys) == found
-    finally:
-        base.LISTING_LIMIT = limit
+    monkeypatch.setattr(base, "LISTING_LIMIT", 10)
+    assert gcs.stat_many(BUCKET, keys) == expected
     assert len(calls) >= 3  # a long listing gives way to reading the keys

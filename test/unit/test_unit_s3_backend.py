@@ -6,6 +6,7 @@ import os
 import threading
 
 import pytest
+from backend_cases import put_a_run_of_objects
 
 from galaxy_cloud_storage.providers import storage as base
 from galaxy_cloud_storage.providers.aws import AwsSettings
@@ -194,32 +195,18 @@ def test_server_identity_is_never_used(moto_strict, monkeypatch, tmp_path):
     storage_for(moto_strict, AwsCredentials(good_key, good_secret)).check_bucket(moto_strict.bucket)
 
 
-def test_stat_many_answers_from_one_listing_and_falls_back_to_heads(moto_s3):
+def test_stat_many_answers_from_one_listing_and_falls_back_to_heads(moto_s3, monkeypatch):
     admin = moto_s3.admin()
     admin.create_bucket(Bucket="many")
-    for i in range(30):
-        admin.put_object(Bucket="many", Key=f"run/{i:02d}.txt", Body=b"x" * i)
-    admin.put_object(Bucket="many", Key="other/z.txt", Body=b"zz")
+    keys, expected = put_a_run_of_objects(lambda key, data: admin.put_object(Bucket="many", Key=key, Body=data))
     storage = AwsStorage(AwsSettings(s3_endpoint_url=moto_s3.endpoint_url), AwsCredentials("k", "s"))
-    keys = [f"run/{i:02d}.txt" for i in (3, 0, 29)] + ["run/missing.txt", "other/z.txt"]
     calls = []
     storage.client.meta.events.register("before-call.s3.*", lambda model, **kw: calls.append(model.name))
 
-    found = storage.stat_many("many", keys)
-
-    assert found == [
-        ObjectInfo("run/03.txt", 3),
-        ObjectInfo("run/00.txt", 0),
-        ObjectInfo("run/29.txt", 29),
-        None,
-        ObjectInfo("other/z.txt", 2),
-    ]
+    assert storage.stat_many("many", keys) == expected
     assert calls == ["ListObjectsV2", "HeadObject"]  # one short listing answers all; one HEAD proves read access
-    calls.clear()
 
-    limit, base.LISTING_LIMIT = base.LISTING_LIMIT, 10
-    try:
-        assert storage.stat_many("many", keys) == found
-    finally:
-        base.LISTING_LIMIT = limit
+    calls.clear()
+    monkeypatch.setattr(base, "LISTING_LIMIT", 10)
+    assert storage.stat_many("many", keys) == expected
     assert calls.count("HeadObject") >= 2  # a long listing gives way to HEADs for the rest

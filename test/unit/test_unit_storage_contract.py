@@ -13,8 +13,10 @@ import typing
 from datetime import datetime
 
 import pytest
+from backend_cases import put_a_run_of_objects
 
 from galaxy_cloud_storage.providers import cloud, clouds
+from galaxy_cloud_storage.providers import storage as base
 from galaxy_cloud_storage.providers.storage import (
     AccessDenied,
     BucketNotFound,
@@ -140,6 +142,13 @@ def test_stat_many_in_order(case):
     case.admin.put(case.bucket, "d/b", b"22")
     found = case.storage().stat_many(case.bucket, ["d/b", "d/missing", "d/a"])
     assert found == [ObjectInfo("d/b", 2), None, ObjectInfo("d/a", 1)]
+
+
+def test_stat_many_answers_from_a_listing_or_key_by_key(case, monkeypatch):
+    keys, expected = put_a_run_of_objects(lambda key, data: case.admin.put(case.bucket, key, data))
+    assert case.storage().stat_many(case.bucket, keys) == expected
+    monkeypatch.setattr(base, "LISTING_LIMIT", 10)  # a listing this long gives way to asking each key
+    assert case.storage().stat_many(case.bucket, keys) == expected
 
 
 # -- names (invariant 10) --------------------------------------------------------------------------
