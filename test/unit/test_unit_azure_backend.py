@@ -3,7 +3,6 @@ azure_fixtures.py): plain HTTP with SAS tokens, and HTTPS with --oauth basic wit
 local Entra endpoint; what only Azure has. What every backend does is in
 test_unit_storage_contract.py."""
 
-import hashlib
 import logging
 import os
 import threading
@@ -11,6 +10,7 @@ import time
 
 import pytest
 from azure_fixtures import APP_SECRET, azurite, FEDERATED_APP, localgalaxy, SHORT_LIFETIME, SHORT_LIVED_APP, TENANT
+from file_bytes import file_sha256, write
 
 from galaxy_cloud_storage.providers.azure import AzureAuthzConfig, AzureSettings
 from galaxy_cloud_storage.providers.azure.credentials import azure_credentials
@@ -31,14 +31,6 @@ ACCOUNT = {"storage_account": azurite.ACCOUNT}
 ODD_KEY = "dir/sub dir/ünïcødé ✓ file.txt"
 
 
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(MiB), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def sas_storage(admin, sas=None, **settings) -> AzureStorage:
     settings = AzureSettings(**{**admin.plugin_settings(), **settings})
     return AzureStorage(settings, AzureCredentials(sas_token=sas or admin.account_sas()), ACCOUNT)
@@ -47,12 +39,6 @@ def sas_storage(admin, sas=None, **settings) -> AzureStorage:
 @pytest.fixture
 def storage(azurite_http):
     return sas_storage(azurite_http)
-
-
-def write(path, data: bytes) -> str:
-    with open(path, "wb") as fh:
-        fh.write(data)
-    return str(path)
 
 
 def dead_endpoint() -> str:

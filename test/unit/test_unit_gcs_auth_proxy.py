@@ -7,7 +7,6 @@ grant, then (for a second identity, or a short-lived token) IAM Credentials' gen
 """
 
 import contextlib
-import hashlib
 import os
 import subprocess
 import threading
@@ -18,6 +17,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from file_bytes import sha256
 from gcp_servers import free_port, token_server
 
 from galaxy_cloud_storage.providers.gcp import GcpSettings
@@ -144,10 +144,6 @@ def storage(servers, token: str, **settings) -> GcsStorage:
 def peak_rss(process) -> int:
     with open(f"/proc/{process.pid}/status") as fh:
         return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:"))
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # --- through the proxy --------------------------------------------------------------------------------

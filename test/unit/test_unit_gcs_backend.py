@@ -5,12 +5,12 @@ fake-gcs-server checks no credentials: 401/403 answers are not shown here (see t
 the GCP notes); everything else is the real server's behaviour.
 """
 
-import hashlib
 import os
 import threading
 
 import pytest
 from backend_cases import put_a_run_of_objects
+from file_bytes import file_sha256, sha256
 from gcp_servers import dead_endpoint, fake_gcs_server
 
 from galaxy_cloud_storage.providers import storage as base
@@ -24,18 +24,6 @@ TOKEN = "user-test-access-token"
 USER_TOKEN = GcpCredentials(TOKEN)
 ODD_KEY = "dir/sub dir/ünïcødé ✓ file.txt"
 CONFIG = {"project": "user-project"}
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(MiB), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @pytest.fixture(scope="module")

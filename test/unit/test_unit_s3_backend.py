@@ -1,12 +1,12 @@
 """providers.aws.storage.AwsStorage against a real moto S3 server on 127.0.0.1 (see conftest.py):
 what only S3 has. What every backend does is in test_unit_storage_contract.py."""
 
-import hashlib
 import os
 import threading
 
 import pytest
 from backend_cases import put_a_run_of_objects
+from file_bytes import file_sha256, sha256
 
 from galaxy_cloud_storage.providers import storage as base
 from galaxy_cloud_storage.providers.aws import AwsSettings
@@ -23,18 +23,6 @@ from galaxy_cloud_storage.providers.storage import (
 BUCKET = "test-bucket"
 USER_KEYS = AwsCredentials("user-test-key", "user-test-secret", "user-test-token")
 ODD_KEY = "dir/sub dir/ünïcødé ✓ file.txt"
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(MiB), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def storage_for(server, credentials=USER_KEYS, **settings) -> AwsStorage:

@@ -6,7 +6,6 @@ the server's own identity in its SDK's favourite places) is in that cloud's own 
 """
 
 import dataclasses
-import hashlib
 import json
 import os
 import typing
@@ -14,6 +13,7 @@ from datetime import datetime
 
 import pytest
 from backend_cases import put_a_run_of_objects
+from file_bytes import file_sha256, sha256, write
 
 from galaxy_cloud_storage.providers import cloud, clouds
 from galaxy_cloud_storage.providers import storage as base
@@ -31,20 +31,6 @@ pytest_plugins = ["azure_fixtures", "swift_fixtures", "backend_cases"]
 
 MiB = 1024 * 1024
 ODD_KEY = "dir/sub dir/ünïcødé ✓ file.txt"
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def file_sha256(path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def write(path, data: bytes) -> str:
-    path.write_bytes(data)
-    return str(path)
 
 
 # -- the registry ---------------------------------------------------------------------------------

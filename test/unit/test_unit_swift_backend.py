@@ -6,7 +6,6 @@ Tokens come straight from the cluster's tempauth (not through providers.openstac
 test:tester administers the account; test:reader reaches only the containers shared with it.
 """
 
-import hashlib
 import os
 import threading
 import tracemalloc
@@ -14,6 +13,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from file_bytes import file_sha256, random_file
 from swift_fixtures import v1_token
 
 from galaxy_cloud_storage.providers.openstack import OpenStackSettings
@@ -26,21 +26,6 @@ ODD_KEY = "dir/sub dir/ünïcødé ✓ file.txt"
 SETTINGS = OpenStackSettings()  # the backend needs only ca_bundle from the admin's settings
 
 pytest_plugins = ["swift_fixtures"]  # the session's Swift cluster: swift, swift_admin
-
-
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(MiB), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def random_file(path, size: int):
-    with open(path, "wb") as fh:
-        for start in range(0, size, 4 * MiB):
-            fh.write(os.urandom(min(4 * MiB, size - start)))
-    return path
 
 
 def storage_as(swift, user=swift_aio.ADMIN_USER, key=swift_aio.ADMIN_KEY, **settings) -> SwiftStorage:

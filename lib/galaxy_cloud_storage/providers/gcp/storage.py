@@ -89,7 +89,9 @@ class GcsStorage(StorageBackend):
         self.session = authorized_session(credentials, settings.verify)
         self.client = storage.Client(
             # An explicit project (None: no project) keeps GOOGLE_CLOUD_PROJECT out; explicit
-            # credentials and session keep google.auth.default() out.
+            # credentials and session keep google.auth.default() out. ``_http`` is Client's
+            # documented (if underscored) argument for the session: there is no public one, and
+            # ours carries the admin's CA bundle and a pool sized for the parallel ranges.
             project=config.get("project"),
             credentials=self.session.credentials,
             _http=self.session,
