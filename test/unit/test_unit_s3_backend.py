@@ -8,9 +8,11 @@ import pytest
 from backend_cases import put_a_run_of_objects
 from file_bytes import file_sha256, sha256
 
+from galaxy_cloud_storage.providers import cloud
 from galaxy_cloud_storage.providers import storage as base
-from galaxy_cloud_storage.providers.aws import AwsSettings
+from galaxy_cloud_storage.providers.aws import AwsAuthzConfig, AwsSettings
 from galaxy_cloud_storage.providers.aws.storage import AwsCredentials, AwsStorage
+from galaxy_cloud_storage.providers.cloud import RecordNotAllowed
 from galaxy_cloud_storage.providers.settings import MiB
 from galaxy_cloud_storage.providers.storage import (
     AccessDenied,
@@ -22,6 +24,7 @@ from galaxy_cloud_storage.providers.storage import (
 
 BUCKET = "test-bucket"
 USER_KEYS = AwsCredentials("user-test-key", "user-test-secret", "user-test-token")
+ROLE_ARN = "arn:aws:iam::123456789012:role/galaxy"
 ODD_KEY = "dir/sub dir/ünïcødé ✓ file.txt"
 
 
@@ -136,6 +139,44 @@ def test_endpoint_and_region_come_from_settings_and_record():
     custom = AwsStorage(settings, USER_KEYS, {"region": "ca-central-1"})
     assert custom.region == custom.client.meta.region_name == "ca-central-1"
     assert custom.client.meta.endpoint_url == "http://127.0.0.1:9000"
+
+
+def test_a_records_region_stays_in_the_admins_partition():
+    """Invariant 4 (issue 8, defect 2): with no endpoint of the admin's, a record's region picks S3's
+    host, so only a region of the admin's own AWS partition may be named."""
+    aws = cloud("aws")
+    for settings, same_partition, others in (
+        (AwsSettings(), "eu-west-3", ["cn-north-1", "us-gov-west-1", "us-east-99", "eu-west-1.evil"]),
+        (AwsSettings(s3_region="us-gov-west-1"), "us-gov-east-1", ["us-east-1", "cn-north-1"]),
+    ):
+        aws.check_record(settings, AwsAuthzConfig(role_arn=ROLE_ARN, region=same_partition))
+        assert AwsStorage(settings, USER_KEYS, {"region": same_partition}).region == same_partition
+        for region in others:
+            with pytest.raises(RecordNotAllowed, match="not a region of this Galaxy's AWS partition"):
+                aws.check_record(settings, AwsAuthzConfig.model_construct(role_arn=ROLE_ARN, region=region))
+            with pytest.raises(AccessDenied, match="not a region of this Galaxy's AWS partition"):
+                AwsStorage(settings, USER_KEYS, {"region": region})
+
+
+def test_an_arn_that_got_past_the_names_picks_no_region():
+    """Invariant 4 (issue 8, defect 2), the SDK's half: S3NameRules refuses ARNs before any call;
+    should one reach botocore, an access point of another region or a Multi-Region Access Point is
+    refused before anything is sent (by default botocore sends to the ARN's region)."""
+    storage = AwsStorage(AwsSettings(), USER_KEYS)
+    sent = []
+
+    def record(request, **kwargs):
+        sent.append(request.url)
+        raise ConnectionAbortedError("not sending")
+
+    storage.client.meta.events.register("before-send.s3.*", record)
+    for arn, reason in (
+        ("arn:aws:s3:us-west-2:123456789012:accesspoint/reports", "does not match client region"),
+        ("arn:aws:s3::123456789012:accesspoint/mrap.mrap", "Multi-Region Access Point ARNs are disabled"),
+    ):
+        with pytest.raises(Exception, match=reason):
+            storage.client.head_object(Bucket=arn, Key="x")
+    assert sent == []
 
 
 def test_server_identity_is_never_used(moto_strict, monkeypatch, tmp_path):
