@@ -25,7 +25,8 @@ def dead_endpoint() -> str:
     return f"http://127.0.0.1:{free_port()}"  # closed again: nothing listens there
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
     process.terminate()
     try:
         process.wait(timeout=10)
@@ -47,7 +48,7 @@ def fake_gcs_server(log_path: str, port: int | None = None):
         fake_gcs.wait_until_up(url, process)
         yield fake_gcs.FakeGcsAdmin(url), process
     finally:
-        _stop(process)
+        stop(process)
 
 
 @contextlib.contextmanager
@@ -76,4 +77,4 @@ def token_server(config: dict, directory: str):
         wait_until(lambda: requests.get(f"{url}/healthz", timeout=2).ok, process, "google_sts_server", 30)
         yield url, log_path
     finally:
-        _stop(process)
+        stop(process)

@@ -18,7 +18,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from file_bytes import sha256
-from gcp_servers import free_port, token_server
+from gcp_servers import free_port, stop, token_server
 
 from galaxy_cloud_storage.providers.gcp import GcpSettings
 from galaxy_cloud_storage.providers.gcp.storage import GcpCredentials, GcsStorage
@@ -69,12 +69,7 @@ def running(command: list[str], log_path: str, ready_url: str, what: str):
         wait_until(lambda: requests.get(ready_url, timeout=2).ok, process, what, 30)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 @pytest.fixture(scope="module")
