@@ -118,8 +118,8 @@ _REGISTRY: dict[str, type[Cloud]] = {}
 _discovered = False
 
 
-def clouds() -> dict[str, Cloud]:
-    """Every cloud, by name, in the order of their names (this package's modules imported first)."""
+def _registered() -> dict[str, type[Cloud]]:
+    """The registry, once this package's modules are imported (each defines its cloud)."""
     global _discovered
     if not _discovered:
         from .. import providers
@@ -128,7 +128,13 @@ def clouds() -> dict[str, Cloud]:
             if module.ispkg:
                 importlib.import_module(f"{providers.__name__}.{module.name}")
         _discovered = True
-    return {name: _REGISTRY[name]() for name in sorted(_REGISTRY)}
+    return _REGISTRY
+
+
+def clouds() -> dict[str, Cloud]:
+    """Every cloud, by name, in the order of their names."""
+    registered = _registered()
+    return {name: registered[name]() for name in sorted(registered)}
 
 
 def unregister(name: str) -> None:
@@ -137,10 +143,10 @@ def unregister(name: str) -> None:
 
 
 def cloud(name: str) -> Cloud:
-    found = clouds().get(name)
+    found = _registered().get(name)
     if found is None:
-        raise KeyError(f"no cloud named {name!r} (known: {', '.join(clouds())})")
-    return found
+        raise KeyError(f"no cloud named {name!r} (known: {', '.join(sorted(_REGISTRY))})")
+    return found()
 
 
 def quiet_sdk_debug_logging() -> None:
@@ -148,7 +154,7 @@ def quiet_sdk_debug_logging() -> None:
     call's web identity token), response bodies (temporary secrets) and URLs (a SAS). Their
     loggers say nothing below INFO, whatever Galaxy's logging config says; called before every
     use of credentials, since Galaxy (re)configures logging after the plugin is imported."""
-    for name in ("urllib3", *(logger for each in clouds().values() for logger in each.sdk_loggers)):
+    for name in ("urllib3", *(logger for each in _registered().values() for logger in each.sdk_loggers)):
         logger = logging.getLogger(name)
         if logger.level < logging.INFO:  # unset (inheriting) or DEBUG
             logger.setLevel(logging.INFO)
