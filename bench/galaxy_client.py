@@ -85,12 +85,13 @@ def start_galaxy(work: Path, provider: str, settings: dict) -> tuple[subprocess.
 
     plugin_tool_conf.write_text(tool_conf_xml())
     plugin_config = {"providers": {provider: settings}}
+    port = localgalaxy.free_port()
     galaxy_yml = localgalaxy.write_galaxy_config(
         str(gx_dir), plugin_config, admin_email=EMAIL,
         tool_config_file=f"{gx_dir / 'tool_conf.xml'},{plugin_tool_conf}",
         preserve_python_environment="legacy_and_local",  # the transfer tools run the plugin's Python
+        galaxy_infrastructure_url=f"http://{HOST}:{port}",  # where the jobs redeem their tickets
     )  # fmt: skip
-    port = localgalaxy.free_port()
     command = [
         str(VENV_BIN / "uvicorn"),
         "--factory",

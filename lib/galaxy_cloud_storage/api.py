@@ -13,6 +13,7 @@ from galaxy.managers.context import ProvidesUserContext
 from galaxy.webapps.galaxy.api import depends, DependsOnTrans, DependsOnUser, Router
 
 from .authz.manager import CloudAuthzManager
+from .contracts import JOB_CREDENTIALS
 from .manager import CloudManager
 from .schema import (
     CloudAuthzListResponse,
@@ -23,8 +24,10 @@ from .schema import (
     CloudStorageSendResponse,
     CreateCloudAuthzPayload,
     DecodedDatabaseIdField,
+    JobTicketPayload,
     UpdateCloudAuthzPayload,
 )
+from .tickets import JobTickets
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +39,10 @@ TAG_METADATA = {
     "OpenID Connect login through a cloud authorization (`/api/cloud/authz`).",
 }
 
-# Every route needs a logged-in user (API key, session or OIDC bearer token).
+# Every route needs a logged-in user (API key, session or OIDC bearer token)...
 router = Router(tags=[TAG], dependencies=[DependsOnUser])
+# ...but the one that transfer jobs call, which a job's one-time ticket authorizes (tickets.py).
+job_router = Router(tags=[TAG])
 
 
 # Methods a route may be asked with; OPTIONS stays Galaxy's (its CORS preflight answers it).
@@ -235,3 +240,28 @@ class FastAPICloudStorage:
         """Sends the given datasets (or all of the history's) as objects named after them (spaces as
         `_`). Datasets that are not `ok` or are deleted are reported in `failed_dataset_labels`."""
         return self.manager.send(trans, payload)
+
+
+JobIdPathParam = Annotated[
+    DecodedDatabaseIdField,
+    Path(..., title="Job ID", description="The encoded id of the transfer job redeeming its ticket."),
+]
+
+
+@job_router.cbv
+class FastAPICloudJobCredentials:
+    tickets: JobTickets = depends(JobTickets)
+
+    @job_router.post(
+        "/api/cloud/storage/jobs/{job_id}/credentials",
+        summary="Redeem a transfer job's one-time ticket for its cloud credentials (used by the job itself).",
+        response_description="The job's credentials, or why there are none (`kind`: `delegation` or `failure`).",
+        route_class_override=LimitedBodyRoute,
+    )
+    def redeem(self, job_id: JobIdPathParam, payload: JobTicketPayload = Body(...)) -> JSONResponse:
+        """A transfer job calls this as it starts, wherever its runner put it, with the ticket the
+        job handler wrote into its directory: the credentials are minted now, not when the job was
+        queued. A ticket works once, for its own job, while the job has not ended (otherwise 403)."""
+        minted = self.tickets.redeem(job_id, payload.ticket)
+        # never cached, never kept by a proxy
+        return JSONResponse(JOB_CREDENTIALS.dump_python(minted, mode="json"), headers={"Cache-Control": "no-store"})

@@ -1,6 +1,7 @@
 """What the job handler runs while it prepares a transfer job (called from the tools' Cheetah
-config files, see tools/*.xml): the credentials, minted now, and the job's manifest, both from the
-job's one parameter, the request (contracts.TransferRequest).
+config files, see tools/*.xml): the job's manifest, from the job's one parameter, the request
+(contracts.TransferRequest), and its ticket for credentials (tickets.py); and the removal of both
+once the job ends.
 
 The handler may be a separate Galaxy process where the plugin's routes are not mounted, so
 everything here is built from Galaxy's app alone.
@@ -23,7 +24,7 @@ from .config import config_file_path, load_config
 from .contracts import (
     GetItem,
     GetManifest,
-    JOB_CREDENTIALS,
+    JobCredentials,
     MintingFailure,
     output_name,
     SendItem,
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 GET_TOOL_ID = "cloud_storage_get"
 SEND_TOOL_ID = "cloud_storage_send"
 TRANSFER_TOOL_IDS = (GET_TOOL_ID, SEND_TOOL_ID)
+# The job's private file: its one-time ticket for credentials (tickets.ticket_file).
 CREDENTIALS_PREFIX = "cloud-credentials-"
 # Every state a job reaches once its tool has run or will not run any more.
 ENDED_STATES = {
@@ -57,19 +59,9 @@ def credential_broker(app) -> CredentialBroker:
     return CredentialBroker(app, config, CloudAuthzManager(config, app.vault))
 
 
-def credentials_file(app_wrapper, user_wrapper, request, job_directory) -> str:
-    """Mint the job's credentials and write them (contracts.JobCredentials: a delegation, or the
-    failure that the job reports on its datasets, since a template that raised would hide the
-    reason from the user) into a file of their own in the job's ``configs/``, readable by Galaxy's
-    user alone. Returns that file's name, which is all the job's ``credentials`` config file holds:
-    Galaxy makes its config files world-readable (ToolEvaluator._write_workdir_file)."""
-    app, user = app_wrapper.obj, user_wrapper.obj
-    forget_credentials_of_ended_jobs(app)
-    minted = _minted(app, user, TransferRequest.model_validate_json(str(request)).authz_id)
-    return write_private_file(os.path.join(str(job_directory), "configs"), JOB_CREDENTIALS.dump_json(minted).decode())
-
-
-def _minted(app, user, authz_id: int):
+def minted(app, user, authz_id: int) -> JobCredentials:
+    """The credentials of ``user``'s authorization ``authz_id``, or the failure the job reports on
+    its datasets (tickets.redeem, when the job starts)."""
     session = app.model.session
     try:
         authz = session.get(CloudAuthz, authz_id)

@@ -44,3 +44,16 @@ class CloudAuthz(Base):
     create_time: Mapped[datetime] = mapped_column(DateTime, default=now)
     update_time: Mapped[datetime] = mapped_column(DateTime, default=now, onupdate=now)
     last_activity: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class JobTicket(Base):
+    """A transfer job's one-time ticket for its credentials, which the job redeems when it starts
+    (tickets.py): only the ticket's SHA-256 is kept, and the row goes when it is redeemed."""
+
+    __tablename__ = "cloud_storage_job_ticket"
+
+    job_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # the authorization the job's request names (its parameter), which the ticket mints for
+    authz_id: Mapped[int] = mapped_column(Integer)
+    ticket_sha256: Mapped[str] = mapped_column(String(64))
+    create_time: Mapped[datetime] = mapped_column(DateTime, default=now)

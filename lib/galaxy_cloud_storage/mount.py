@@ -19,13 +19,14 @@ from galaxy.webapps.openapi.utils import get_openapi
 from starlette.routing import Mount
 
 from . import __version__
-from .api import LimitedBodyRoute, method_not_allowed_routes, router, TAG_METADATA
+from .api import job_router, LimitedBodyRoute, method_not_allowed_routes, router, TAG_METADATA
 from .authz.delegation import CredentialBroker
 from .authz.manager import CloudAuthzManager
 from .config import config_file_path, load_config
 from .database import ensure_database
 from .jobs import forget_credentials_of_ended_jobs
 from .manager import CloudManager
+from .tickets import JobTickets
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def _insert_before_catch_all(app: FastAPI) -> list:
     routes = app.router.routes
     before = len(routes)
     app.include_router(router, responses=ERROR_RESPONSES)
+    app.include_router(job_router, responses=ERROR_RESPONSES)
     added = routes[before:]
     del routes[before:]
     for route in added:
@@ -89,6 +91,7 @@ def mount(asgi_app: FastAPI, gx_app) -> FastAPI:
     authz_manager = CloudAuthzManager(config, gx_app.vault)
     gx_app[CloudAuthzManager] = authz_manager
     gx_app[CloudManager] = CloudManager(gx_app, authz_manager, CredentialBroker(gx_app, config, authz_manager))
+    gx_app[JobTickets] = JobTickets(gx_app)
     forget_credentials_of_ended_jobs(gx_app)  # a user deletes a waiting job in the web process
     added = _insert_before_catch_all(app)
     app.state.route_name_index = build_route_name_index(app)

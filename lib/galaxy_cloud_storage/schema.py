@@ -179,3 +179,7 @@ class CloudStorageSendResponse(BaseModel):
         ..., description='Each a JSON string: `{"object": <dataset name>, "error": <why it was not sent>}`.'
     )
     bucket_name: str
+
+
+class JobTicketPayload(_Payload):
+    ticket: str = Field(..., max_length=256, description="The one-time ticket the job handler wrote for the job.")

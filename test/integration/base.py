@@ -9,16 +9,19 @@ from typing import Optional
 import galaxy.tools
 import yaml
 from cryptography.fernet import Fernet
-from galaxy.model import User, UserAuthnzToken
+from galaxy.model import Job, User, UserAuthnzToken
 from galaxy_test.driver.integration_util import IntegrationTestCase
 from sqlalchemy import select
 
+from galaxy_cloud_storage.jobs import credentials_files
 from galaxy_cloud_storage.mount import init_fast_app
 from galaxy_cloud_storage.tools import tool_conf_xml
+from galaxy_cloud_storage_testing import localgalaxy
 from galaxy_cloud_storage_testing.local_clouds import LocalCloud, OidcIdentity, start_cloud
 
 HERE = os.path.dirname(__file__)
 GALAXY_CONFIG_DIR = os.path.join(HERE, "galaxy_config")
+PORT_VARIABLES = ("GALAXY_TEST_HOST", "GALAXY_TEST_PORT", "GALAXY_TEST_PORT_RANDOM")
 BUNDLED_TOOLS = os.path.join(os.path.dirname(galaxy.tools.__file__), "bundled")
 
 
@@ -28,6 +31,26 @@ class CloudStorageTestCase(IntegrationTestCase):
     init_fast_app = staticmethod(init_fast_app)
     plugin_config: dict = {}
     with_vault = True
+    #: where Galaxy answers, and where its jobs redeem their tickets (galaxy_infrastructure_url)
+    galaxy_url: str
+
+    @classmethod
+    def setUpClass(cls):
+        # The driver picks Galaxy's port only as it starts the server, after Galaxy's config is
+        # made: a port is chosen here (unless a base chose it already) and given to the driver.
+        saved = {name: os.environ.get(name) for name in PORT_VARIABLES}
+        if not os.environ.get("GALAXY_TEST_PORT"):
+            os.environ.pop("GALAXY_TEST_PORT_RANDOM", None)
+            os.environ.update(GALAXY_TEST_HOST="127.0.0.1", GALAXY_TEST_PORT=str(localgalaxy.free_port()))
+        cls.galaxy_url = f"http://{os.environ.get('GALAXY_TEST_HOST', 'localhost')}:{os.environ['GALAXY_TEST_PORT']}"
+        try:
+            super().setUpClass()
+        finally:  # the next test class picks its port as before
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
     @classmethod
     def handle_galaxy_config_kwds(cls, config):
@@ -44,6 +67,8 @@ class CloudStorageTestCase(IntegrationTestCase):
         config["data_manager_config_file"] = ""
         config["webhooks_dir"] = None
         config["tool_path"] = BUNDLED_TOOLS
+        # The transfer jobs redeem their tickets for credentials there (tickets.py).
+        config["galaxy_infrastructure_url"] = cls.galaxy_url
         # No network here: nothing may try to download a container tool at start.
         config.update(conda_auto_init=False, enable_mulled_containers=False, involucro_auto_init=False)
         if cls.with_vault:
@@ -105,6 +130,28 @@ class CloudStorageTestCase(IntegrationTestCase):
 
     def history_size(self, history_id: Optional[str] = None) -> int:
         return len(self._get(f"histories/{history_id or self.history_id}/contents").json())
+
+    # -- the job directory ----------------------------------------------------------------------
+
+    def job_directory(self, job_id: str) -> str:
+        session = self._app.model.session
+        session.expire_all()
+        job = session.get(Job, self._app.security.decode_id(job_id))
+        return self._app.object_store.get_filename(job, base_dir="job_work", dir_only=True, obj_dir=True)
+
+    def wait_for_credentials(self, job_id: str, timeout: float = 60) -> tuple[str, list[str]]:
+        """The job's directory and its credentials files (its ticket), once the handler has
+        written them: the job is prepared."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                directory = self.job_directory(job_id)
+            except Exception:  # not made yet
+                directory = None
+            if directory and (found := credentials_files(directory)):
+                return directory, found
+            time.sleep(0.1)
+        raise AssertionError(f"job {job_id} never got its credentials file")
 
     def job_count(self) -> int:
         return len(self._get("jobs", data={"limit": 1000}).json())

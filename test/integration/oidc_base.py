@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 
 import requests
-from base import CloudStorageTestCase, LocalCloudTestCase
+from base import CloudStorageTestCase, LocalCloudTestCase, PORT_VARIABLES
 from galaxy.model import UserAuthnzToken
 from social_core.backends.open_id_connect import OpenIdConnectAuth
 from sqlalchemy import select
@@ -31,7 +31,6 @@ from sqlalchemy.orm import Session
 from galaxy_cloud_storage_testing import localgalaxy, oidc_provider
 from galaxy_cloud_storage_testing.local_clouds import OidcIdentity
 
-PORT_VARIABLES = ("GALAXY_TEST_HOST", "GALAXY_TEST_PORT", "GALAXY_TEST_PORT_RANDOM")
 OIDC_TOKENS = ("id_token", "access_token", "refresh_token")
 SUBJECT = "alice"  # the provider's login name is the id_token's sub
 GALAXY_OIDC_TABLES = ("oidc_user_authnz_tokens",)  # Galaxy's own storage of the login's tokens

@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 
 import jwt
 import requests
+import yaml
 from galaxy_test.base.populators import DatasetPopulator
 from oidc_base import FederatedCloudTestCase, OIDC_TOKENS, OidcLoginTestCase, sha256, SUBJECT
 
@@ -61,6 +62,22 @@ class FederatedTransferSuite(OidcLoginTestCase, FederatedCloudTestCase):
     authz_id: str
     #: which of the tokens Galaxy stored for the login the cloud exchanges
     login_token = "id_token"
+
+    @classmethod
+    def handle_galaxy_config_kwds(cls, config):
+        super().handle_galaxy_config_kwds(config)
+        # While the gate file exists, a prepared transfer job waits before its tool, as in a batch
+        # queue (Galaxy runs an environment's "execute" in the job script, before the tool).
+        cls.gate = os.path.join(cls.oidc_dir, "jobs-wait-while-this-exists")
+        job_conf = os.path.join(cls.oidc_dir, "job_conf.yml")
+        with open(job_conf, "w") as fh:
+            yaml.safe_dump({
+                "runners": {"local": {"load": "galaxy.jobs.runners.local:LocalJobRunner", "workers": 2}},
+                "execution": {"default": "gated", "environments": {"gated": {
+                    "runner": "local", "env": [{"execute": f'while [ -e "{cls.gate}" ]; do sleep 0.2; done'}],
+                }}},
+            }, fh)  # fmt: skip
+        config["job_config_file"] = job_conf
 
     @classmethod
     def set_up_logins(cls):
@@ -191,6 +208,31 @@ class FederatedTransferSuite(OidcLoginTestCase, FederatedCloudTestCase):
         exchanges = self.exchanges()[before:]
         # The cloud saw the refreshed token, both at the request and when the job ran.
         assert len(exchanges) == 2, exchanges
+        self.assert_exchanges_of(exchanges, new[self.login_token])
+
+    def test_a_job_that_waited_past_the_id_tokens_expiry_gets_credentials_of_the_refreshed_login(self):
+        """Credentials are minted as the job starts (tickets.py), in Galaxy's web process, which
+        refreshes the login there: not in the job handler, whose refresh of Galaxy's own fails."""
+        self.cloud.admin.put_object(self.cloud.bucket, "waited.txt", b"waited in a queue\n")
+        open(self.gate, "w").close()
+        try:
+            response = self.cloud_get(["waited.txt"])
+            assert response.status_code == 200, response.text
+            summary = response.json()[0]
+            self.wait_for_credentials(summary["job_id"])  # prepared, waiting before its tool
+            old = self.make_id_token_look_expired(self.alice)
+            self.wait_for_a_new_second(old["id_token"])
+            before = len(self.exchanges())
+        finally:
+            os.unlink(self.gate)
+
+        job = self.wait_for_job(summary["job_id"])
+        assert job["state"] == "ok", job
+        assert self.dataset_bytes(summary["id"]) == b"waited in a queue\n"
+        new = self.stored_tokens(self.alice)
+        assert new["id_token"] != old["id_token"]
+        exchanges = self.exchanges()[before:]
+        assert len(exchanges) == 1, exchanges  # the job's own, as it started, with the new token
         self.assert_exchanges_of(exchanges, new[self.login_token])
 
     def test_revoked_grant_asks_to_log_in_again_and_creates_nothing(self):

@@ -1,6 +1,7 @@
 """What an attacker or a careless client tries, in a real Galaxy with the plugin and moto: the
-credentials file while a job waits, ids and bodies Galaxy cannot read, an admin's request into
-another user's history, bucket names that would pick another host, and a fuzzer over every route.
+ticket for credentials while a job waits, and replayed after it, ids and bodies Galaxy cannot read,
+an admin's request into another user's history, bucket names that would pick another host, and a
+fuzzer over every route.
 
 The plugin's transfer tools go to job destinations that pause (get) or fail (send) before the
 tool runs, and Galaxy keeps every job directory (``cleanup_job: never``), so the tests can look at
@@ -17,7 +18,6 @@ import requests
 import yaml
 from api_fuzzing import fuzz
 from base import LocalCloudTestCase
-from galaxy.model import Job
 from galaxy_test.base.populators import DatasetPopulator
 
 from galaxy_cloud_storage.jobs import credentials_files
@@ -81,27 +81,6 @@ class TestHardening(LocalCloudTestCase):
         }
         return self._post("cloud/storage/get", payload, json=True)
 
-    # -- the job directory ----------------------------------------------------------------------
-
-    def job_directory(self, job_id: str) -> str:
-        session = self._app.model.session
-        session.expire_all()
-        job = session.get(Job, self._app.security.decode_id(job_id))
-        return self._app.object_store.get_filename(job, base_dir="job_work", dir_only=True, obj_dir=True)
-
-    def wait_for_credentials(self, job_id: str, timeout: float = 60) -> tuple[str, list[str]]:
-        """The job's directory and its credentials files, once the handler has written them."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                directory = self.job_directory(job_id)
-            except Exception:  # not made yet
-                directory = None
-            if directory and (found := credentials_files(directory)):
-                return directory, found
-            time.sleep(0.1)
-        raise AssertionError(f"job {job_id} never got its credentials file")
-
     def files_holding(self, directory: str, secret: str) -> list[str]:
         holding = []
         for parent, _, names in os.walk(directory):
@@ -112,31 +91,57 @@ class TestHardening(LocalCloudTestCase):
                         holding.append(os.path.relpath(path, directory))
         return holding
 
-    def test_credentials_wait_readable_by_galaxy_alone_and_leave_with_the_job(self):
+    def redeem(self, ticket: dict) -> requests.Response:
+        """What anyone holding a copy of a job's ticket file could do with it (no API key needed)."""
+        return requests.post(ticket["url"], json={"ticket": ticket["ticket"]}, timeout=60)
+
+    def test_the_ticket_waits_readable_by_galaxy_alone_works_once_and_leaves_with_the_job(self):
         self.cloud.admin.put_object(self.cloud.bucket, "waiting.txt", b"waited\n")
         summaries = self.cloud_get(["waiting.txt"]).json()
         job_id = summaries[0]["job_id"]
         directory, found = self.wait_for_credentials(job_id)
-        secret = self.cloud.secrets[0]
         assert self._get(f"jobs/{job_id}").json()["state"] in ("queued", "running")  # the tool has not run
         for path in found:
             assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
-        # Only that file holds the secret; the config file Galaxy wrote (0644) just names it.
-        assert self.files_holding(directory, secret) == [os.path.relpath(found[0], directory)]
+        with open(found[0]) as fh:
+            ticket = json.load(fh)
+        assert set(ticket) == {"url", "ticket"} and f"/api/cloud/storage/jobs/{job_id}/credentials" in ticket["url"]
+        # Nothing is minted while the job waits: no credential in its directory, only the ticket.
+        assert self.files_holding(directory, self.cloud.secrets[0]) == []
+        wrong = self.redeem({**ticket, "ticket": ticket["ticket"][:-2] + "xx"})
+        self.assert_error(wrong, 403, "not valid")
+        assert wrong.json()["err_code"] == 403002
 
         job = self.wait_for_job(job_id)
         assert job["state"] == "ok", job
         assert self.dataset_bytes(summaries[0]["id"]) == b"waited\n"
         assert credentials_files(directory) == []
-        assert self.files_holding(directory, secret) == []
+        # The job redeemed it as it started: a copy taken while it waited is worth nothing now.
+        self.assert_error(self.redeem(ticket), 403, "already used")
+
+    def test_a_ticket_is_for_its_own_job_only(self):
+        self.cloud.admin.put_object(self.cloud.bucket, "mine.txt", b"x")
+        first = self.cloud_get(["mine.txt"]).json()[0]["job_id"]
+        second = self.cloud_get(["mine.txt"]).json()[0]["job_id"]
+        _, found = self.wait_for_credentials(first)
+        with open(found[0]) as fh:
+            ticket = json.load(fh)
+        elsewhere = {**ticket, "url": ticket["url"].replace(f"/jobs/{first}/", f"/jobs/{second}/")}
+        self.assert_error(self.redeem(elsewhere), 403, "not valid")
+        assert self.wait_for_job(first)["state"] == "ok"  # its own ticket still worked
+        assert self.wait_for_job(second)["state"] == "ok"
 
     def test_credentials_of_a_job_deleted_before_its_tool_ran_are_removed(self):
         self.cloud.admin.put_object(self.cloud.bucket, "never-copied.txt", b"x")
         job_id = self.cloud_get(["never-copied.txt"]).json()[0]["job_id"]
         directory, _ = self.wait_for_credentials(job_id)
 
+        with open(credentials_files(directory)[0]) as fh:
+            ticket = json.load(fh)
+
         deleted = self._delete(f"jobs/{job_id}")
         assert deleted.status_code == 200, deleted.text
+        self.assert_error(self.redeem(ticket), 403, "ended")
 
         deadline = time.monotonic() + 30
         while credentials_files(directory) and time.monotonic() < deadline:
@@ -157,7 +162,7 @@ class TestHardening(LocalCloudTestCase):
         job = self.wait_for_job(job_id)
 
         assert job["state"] == "error", job
-        # The job script ran (its files were written, credentials among them) and stopped before the tool.
+        # The job script ran (its files were written, the ticket among them) and stopped before the tool.
         directory = self.job_directory(job_id)
         assert os.path.exists(os.path.join(directory, STOPPED_MARK)), os.listdir(directory)
         assert not job.get("tool_stdout"), job

@@ -42,7 +42,10 @@ def galaxy_digest_before():
 
 def serve(tmp_path, command_for_port, **galaxy_overrides):
     port = localgalaxy.free_port()
-    galaxy_yml = localgalaxy.write_galaxy_config(str(tmp_path), {"providers": {"aws": {}}}, **galaxy_overrides)
+    url = f"http://127.0.0.1:{port}{galaxy_overrides.get('galaxy_url_prefix', '')}"  # where jobs reach Galaxy
+    galaxy_yml = localgalaxy.write_galaxy_config(
+        str(tmp_path), {"providers": {"aws": {}}}, galaxy_infrastructure_url=url, **galaxy_overrides
+    )
     process = localgalaxy.start_galaxy(command_for_port(port), galaxy_yml, str(tmp_path / "galaxy.log"))
     return process, port, galaxy_yml
 

@@ -8,7 +8,7 @@ from galaxy_cloud_storage.database import DatabaseNotCurrent, ensure_database, h
 from galaxy_cloud_storage.model import VERSION_TABLE
 
 TABLE = "cloud_storage_authz"
-GALAXY_TABLES = {"galaxy_user", "oidc_user_authnz_tokens", "alembic_version"}
+GALAXY_TABLES = {"galaxy_user", "oidc_user_authnz_tokens", "job", "alembic_version"}
 GALAXY_REVISION = "c63848676caf"  # stands for Galaxy's own head; must never change
 
 
@@ -20,6 +20,7 @@ def url(tmp_path):
     with engine.begin() as c:
         c.execute(text("CREATE TABLE galaxy_user (id INTEGER PRIMARY KEY)"))
         c.execute(text("CREATE TABLE oidc_user_authnz_tokens (id INTEGER PRIMARY KEY)"))
+        c.execute(text("CREATE TABLE job (id INTEGER PRIMARY KEY)"))
         c.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
         c.execute(text("INSERT INTO alembic_version VALUES (:v)"), {"v": GALAXY_REVISION})
         c.execute(text("INSERT INTO galaxy_user (id) VALUES (1)"))
@@ -62,6 +63,7 @@ def test_galaxy_alembic_version_is_never_created(tmp_path):
     with engine.begin() as c:
         c.execute(text("CREATE TABLE galaxy_user (id INTEGER PRIMARY KEY)"))
         c.execute(text("CREATE TABLE oidc_user_authnz_tokens (id INTEGER PRIMARY KEY)"))
+        c.execute(text("CREATE TABLE job (id INTEGER PRIMARY KEY)"))
     ensure_database(engine, auto_migrate=True)
     assert "alembic_version" not in inspect(engine).get_table_names()
     engine.dispose()

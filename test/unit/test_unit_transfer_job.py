@@ -1,33 +1,50 @@
 """transfer.job and transfer.datatypes, the two steps inside a get job: read and delete the
-credentials, move the objects, fail loudly naming each failed object; then tell Galaxy the sniffed
-datatypes."""
+ticket, redeem it for the credentials, move the objects, fail loudly naming each failed object; then
+tell Galaxy the sniffed datatypes."""
 
 import json
 import os
+import socket
 import stat
 import subprocess
+import time
 
-from galaxy_cloud_storage.contracts import Delegation, JOB_CREDENTIALS, MintingFailure
+import pytest
+from ticket_office import TicketOffice
+
+from galaxy_cloud_storage.contracts import Delegation, MintingFailure
 from galaxy_cloud_storage.jobs import credentials_files, write_private_file
 from galaxy_cloud_storage.transfer import datatypes
 from galaxy_cloud_storage.transfer.datatypes import GALAXY_JSON
-from galaxy_cloud_storage.transfer.job import main, read_credentials
+from galaxy_cloud_storage.transfer.job import main, read_ticket
 
 BUCKET = "job-bucket"
 
 
-def write_credentials(configs, credentials: dict) -> str:
-    """As the handler does (jobs.credentials_file): the credentials (contracts.JobCredentials: a
-    delegation, or a failure when it has an ``error``) in a private file of configs/, and the job's
-    ``credentials`` config file naming it; returns the latter's path."""
+@pytest.fixture
+def office():
+    office = TicketOffice()
+    yield office
+    office.close()
+
+
+def write_ticket(configs, ticket: dict) -> str:
+    """As the handler does (tickets.ticket_file): the ticket in a private file of configs/, and the
+    job's ``credentials`` config file naming it; returns the latter's path."""
     configs.mkdir(exist_ok=True)
-    minted = MintingFailure(**credentials) if "error" in credentials else Delegation(**credentials)
     pointer = configs / "tmp-credentials-config"
-    pointer.write_text(write_private_file(str(configs), JOB_CREDENTIALS.dump_json(minted).decode()))
+    pointer.write_text(write_private_file(str(configs), json.dumps(ticket)))
     return str(pointer)
 
 
-def write_job_files(tmp_path, moto_s3, manifest: dict, credentials: dict = None):
+def write_credentials(configs, office: TicketOffice, credentials: dict) -> str:
+    """A ticket that ``office`` redeems for ``credentials`` (contracts.JobCredentials: a delegation,
+    or a failure when it has an ``error``)."""
+    minted = MintingFailure(**credentials) if "error" in credentials else Delegation(**credentials)
+    return write_ticket(configs, office.issue(minted))
+
+
+def write_job_files(tmp_path, moto_s3, office, manifest: dict, credentials: dict = None):
     manifest_path = tmp_path / "manifest.json"
     manifest_path.write_text(json.dumps({"bucket": BUCKET, **manifest}))
     delegation = credentials or {
@@ -36,10 +53,10 @@ def write_job_files(tmp_path, moto_s3, manifest: dict, credentials: dict = None)
         "config": {},
         "credentials": {"access_key_id": "k", "secret_access_key": "s", "session_token": None, "expiration": None},
     }
-    return str(manifest_path), write_credentials(tmp_path / "configs", delegation)
+    return str(manifest_path), write_credentials(tmp_path / "configs", office, delegation)
 
 
-def test_get_fails_loudly_naming_each_missing_object(moto_s3, tmp_path, capsys, monkeypatch):
+def test_get_fails_loudly_naming_each_missing_object(moto_s3, office, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     admin = moto_s3.admin()
     admin.create_bucket(Bucket=BUCKET)
@@ -48,7 +65,7 @@ def test_get_fails_loudly_naming_each_missing_object(moto_s3, tmp_path, capsys, 
         {"key": key, "path": str(tmp_path / f"out{i}.dat"), "output": f"output{i}"}
         for i, key in enumerate(["here.txt", "gone-1.txt", "gone-2.txt"])
     ]
-    manifest, credentials = write_job_files(tmp_path, moto_s3, {"items": items, "input_args": {}})
+    manifest, credentials = write_job_files(tmp_path, moto_s3, office, {"items": items, "input_args": {}})
 
     assert main(["get", manifest, credentials]) == 1
 
@@ -58,7 +75,7 @@ def test_get_fails_loudly_naming_each_missing_object(moto_s3, tmp_path, capsys, 
     assert not (tmp_path / GALAXY_JSON).exists()  # nothing is declared ok
 
 
-def test_get_sniffs_and_converts(moto_s3, tmp_path, monkeypatch):
+def test_get_sniffs_and_converts(moto_s3, office, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     admin = moto_s3.admin()
     admin.create_bucket(Bucket=BUCKET)
@@ -69,7 +86,7 @@ def test_get_sniffs_and_converts(moto_s3, tmp_path, monkeypatch):
         {"key": "spaced.txt", "path": str(tmp_path / "out1.dat"), "output": "output1"},
     ]
     args = {"space_to_tab": True, "to_posix_lines": True}
-    manifest, credentials = write_job_files(tmp_path, moto_s3, {"items": items, "input_args": args})
+    manifest, credentials = write_job_files(tmp_path, moto_s3, office, {"items": items, "input_args": args})
 
     assert main(["get", manifest, credentials]) == 0
     assert not (tmp_path / GALAXY_JSON).exists()  # the transfer step does not load Galaxy's datatypes
@@ -80,11 +97,11 @@ def test_get_sniffs_and_converts(moto_s3, tmp_path, monkeypatch):
     assert (tmp_path / "out1.dat").read_bytes() == b"a\tb\nc\td\n"
 
 
-def test_credentials_error_is_reported_and_nothing_moves(moto_s3, tmp_path, capsys, monkeypatch):
+def test_credentials_error_is_reported_and_nothing_moves(moto_s3, office, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     items = [{"key": "x", "path": str(tmp_path / "out0.dat"), "output": "output0"}]
     manifest, credentials = write_job_files(
-        tmp_path, moto_s3, {"items": items}, {"error": "Your login with 'oidc' has expired."}
+        tmp_path, moto_s3, office, {"items": items}, {"error": "Your login with 'oidc' has expired."}
     )
 
     assert main(["get", manifest, credentials]) == 1
@@ -94,7 +111,7 @@ def test_credentials_error_is_reported_and_nothing_moves(moto_s3, tmp_path, caps
     assert not (tmp_path / "out0.dat").exists()
 
 
-def test_send_keeps_an_object_that_appeared_since_the_request(moto_s3, tmp_path, capsys, monkeypatch):
+def test_send_keeps_an_object_that_appeared_since_the_request(moto_s3, office, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     admin = moto_s3.admin()
     admin.create_bucket(Bucket=BUCKET)
@@ -105,7 +122,7 @@ def test_send_keeps_an_object_that_appeared_since_the_request(moto_s3, tmp_path,
         {"key": "taken.txt", "path": str(tmp_path / "d0.dat")},
         {"key": "free.txt", "path": str(tmp_path / "d1.dat")},
     ]
-    manifest, credentials = write_job_files(tmp_path, moto_s3, {"items": items, "overwrite_existing": False})
+    manifest, credentials = write_job_files(tmp_path, moto_s3, office, {"items": items, "overwrite_existing": False})
 
     assert main(["send", manifest, credentials]) == 1
 
@@ -114,10 +131,10 @@ def test_send_keeps_an_object_that_appeared_since_the_request(moto_s3, tmp_path,
     assert admin.get_object(Bucket=BUCKET, Key="free.txt")["Body"].read() == b"new"
 
 
-def test_credentials_are_private_whatever_the_umask_and_so_is_galaxys_copy(tmp_path):
+def test_the_ticket_is_private_whatever_the_umask_and_so_is_galaxys_copy(tmp_path):
     previous = os.umask(0o000)  # the most open umask a Galaxy could run with
     try:
-        pointer = write_credentials(tmp_path / "configs", {"error": "x"})
+        pointer = write_ticket(tmp_path / "configs", {"url": "http://127.0.0.1:9/x", "ticket": "t"})
         # Galaxy's job script copies configs/ to _configs/ before the tool runs, with cp -R.
         subprocess.run(["cp", "-R", str(tmp_path / "configs"), str(tmp_path / "_configs")], check=True)
     finally:
@@ -128,11 +145,50 @@ def test_credentials_are_private_whatever_the_umask_and_so_is_galaxys_copy(tmp_p
     for path in found:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
 
-    assert read_credentials(pointer) == {"kind": "failure", "error": "x"}
+    assert read_ticket(pointer) == {"url": "http://127.0.0.1:9/x", "ticket": "t"}
 
     assert credentials_files(str(tmp_path)) == []
     assert not os.path.exists(pointer) and not (tmp_path / "_configs" / os.path.basename(pointer)).exists()
     assert (tmp_path / "_configs" / "tmpmanifest").exists()  # only the credentials go
+
+
+def test_a_ticket_works_once(moto_s3, office, tmp_path, capsys, monkeypatch):
+    """A second job holding the same ticket (a copy of the file, a replay) gets no credentials."""
+    monkeypatch.chdir(tmp_path)
+    admin = moto_s3.admin()
+    admin.create_bucket(Bucket=BUCKET)
+    admin.put_object(Bucket=BUCKET, Key="k.txt", Body=b"x")
+    items = [{"key": "k.txt", "path": str(tmp_path / "out0.dat"), "output": "output0"}]
+    manifest, credentials = write_job_files(tmp_path, moto_s3, office, {"items": items})
+    with open(credentials) as fh, open(tmp_path / "configs" / fh.read().strip()) as ticket_fh:
+        replay = json.load(ticket_fh)
+
+    assert main(["get", manifest, credentials]) == 0
+    assert len(office.redeemed) == 1
+
+    (tmp_path / "out0.dat").unlink()
+    again = write_ticket(tmp_path / "again", replay)
+    assert main(["get", manifest, again]) == 1
+    err = capsys.readouterr().err
+    assert "Galaxy refused this job's credentials (403)" in err and "already used" in err, err
+    assert not (tmp_path / "out0.dat").exists()
+
+
+def test_a_galaxy_that_cannot_be_reached_fails_the_job_saying_where(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"bucket": BUCKET, "items": []}))
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/api/cloud/storage/jobs/x/credentials"
+    pointer = write_ticket(tmp_path / "configs", {"url": url, "ticket": "t"})
+
+    started = time.monotonic()
+    assert main(["send", str(manifest), pointer]) == 1
+    err = capsys.readouterr().err
+    assert f"Galaxy could not be reached at {url}" in err, err
+    assert time.monotonic() - started < 30  # a few retries with backoff, not a hang
+    assert credentials_files(str(tmp_path)) == []
 
 
 def test_datatypes_step_is_skipped_for_an_explicit_file_type(tmp_path, monkeypatch):

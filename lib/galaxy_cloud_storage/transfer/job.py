@@ -2,9 +2,10 @@
 
     python -m galaxy_cloud_storage.transfer.job get|send MANIFEST CREDENTIALS
 
-It needs nothing from Galaxy's web process or database (invariant 9, docs/design.rst): the manifest says what to
-move where, the credentials file (written by the handler when the job was prepared) says how.
-The credentials file (and Galaxy's copy of it) is deleted as soon as it is read. Any failed
+It needs nothing from Galaxy's database and one call to Galaxy's API (invariant 9, docs/design.rst): the
+manifest says what to move where; the credentials file (written by the handler when the job was
+prepared) holds a one-time ticket, deleted (with Galaxy's copy) as soon as it is read, which the
+job redeems for its credentials at Galaxy's API as it starts (tickets.py). Any failed
 object fails the job (exit 1) with a line per object on stderr, which Galaxy shows on the job's
 datasets (invariant 7). Datatypes are set afterwards by ``transfer.datatypes``, a process of its own, so that Galaxy's
 datatypes registry does not weigh on this one's memory (invariant 8).
@@ -16,7 +17,11 @@ import resource
 import sys
 from typing import Optional
 
-from ..contracts import GetManifest, JOB_CREDENTIALS, MintingFailure, SendManifest
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from ..contracts import GetManifest, JOB_CREDENTIALS, JobCredentials, MintingFailure, SendManifest
 from ..providers.storage import StorageBackend
 from .engine import get_objects, ItemResult, send_files
 
@@ -34,10 +39,10 @@ def credential_copies(path: str) -> list[str]:
     return copies
 
 
-def read_credentials(pointer_path: str) -> dict:
-    """What the handler wrote for this job (jobs.credentials_file; contracts.JobCredentials, as
-    JSON): ``pointer_path`` is the job's ``credentials`` config file, which names the private file
-    beside it. Both files, and Galaxy's copies of them, are deleted as they are read."""
+def read_ticket(pointer_path: str) -> dict:
+    """What the handler wrote for this job (tickets.ticket_file: ``{"url", "ticket"}``):
+    ``pointer_path`` is the job's ``credentials`` config file, which names the private file beside
+    it. Both files, and Galaxy's copies of them, are deleted as they are read."""
     with open(pointer_path) as fh:
         name = os.path.basename(fh.read().strip())
     path = os.path.join(os.path.dirname(os.path.abspath(pointer_path)), name)
@@ -50,6 +55,36 @@ def read_credentials(pointer_path: str) -> dict:
                 os.unlink(copy)
             except OSError:
                 pass
+
+
+class NoCredentials(Exception):
+    """The job could not obtain its credentials; the message says why, for its datasets."""
+
+
+def redemption_session() -> requests.Session:
+    """Retries only what never reached Galaxy (a refused or failed connection): a ticket works
+    once, so a request Galaxy may have answered is not sent again."""
+    session = requests.Session()
+    retry = Retry(total=None, connect=3, read=0, status=0, other=0, backoff_factor=0.5, allowed_methods=None)
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    return session
+
+
+def redeem_ticket(ticket: dict) -> JobCredentials:
+    """The job's credentials, for its ticket, from Galaxy's web process (tickets.redeem)."""
+    url = ticket["url"]
+    try:
+        response = redemption_session().post(url, json={"ticket": ticket["ticket"]}, timeout=(30, 300))
+    except requests.RequestException as e:
+        raise NoCredentials(f"Galaxy could not be reached at {url} for this job's credentials: {e}") from e
+    if not response.ok:
+        try:
+            reason = response.json()["err_msg"]
+        except (ValueError, KeyError, TypeError):
+            reason = response.text[:200]
+        raise NoCredentials(f"Galaxy refused this job's credentials ({response.status_code}): {reason}")
+    return JOB_CREDENTIALS.validate_python(response.json())
 
 
 def report(results: list[ItemResult], verb: str) -> int:
@@ -87,9 +122,14 @@ def run_send(backend: StorageBackend, manifest: SendManifest) -> int:
 
 def main(argv: Optional[list[str]] = None) -> int:
     action, manifest_path, credentials_path = argv if argv is not None else sys.argv[1:]
-    credentials = JOB_CREDENTIALS.validate_python(read_credentials(credentials_path))
+    ticket = read_ticket(credentials_path)
     with open(manifest_path) as fh:
         manifest_json = fh.read()
+    try:
+        credentials = redeem_ticket(ticket)
+    except NoCredentials as e:
+        print(f"No cloud credentials: {e}", file=sys.stderr)
+        return 1
     if isinstance(credentials, MintingFailure):
         print(f"No cloud credentials: {credentials.error}", file=sys.stderr)
         return 1
