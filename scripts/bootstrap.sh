@@ -8,6 +8,24 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# The deployment tests' servers, from Debian: PostgreSQL, and a one-node Slurm cluster with munge.
+# Installed with apt-get when missing and this runs as root on Debian (CI); elsewhere the tests of
+# those markers say what to install.
+SERVER_PACKAGES=()
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || SERVER_PACKAGES+=(postgresql)
+command -v slurmctld >/dev/null || SERVER_PACKAGES+=(slurm-wlm)
+command -v munged >/dev/null || SERVER_PACKAGES+=(munge)
+if [ ${#SERVER_PACKAGES[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "Installing ${SERVER_PACKAGES[*]} with apt-get (the deployment tests' servers)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get install -y -q --no-install-recommends "${SERVER_PACKAGES[@]}" ||
+        { apt-get update -q && apt-get install -y -q --no-install-recommends "${SERVER_PACKAGES[@]}"; }; } >/dev/null || {
+        echo "apt-get install ${SERVER_PACKAGES[*]} failed; see the messages above." >&2
+        exit 1
+    }
+fi
+
 VENV="${GALAXY_CLOUD_VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
 STAMP="$VENV/.galaxy-cloud-storage-installed"
