@@ -25,6 +25,22 @@ PORT_VARIABLES = ("GALAXY_TEST_HOST", "GALAXY_TEST_PORT", "GALAXY_TEST_PORT_RAND
 BUNDLED_TOOLS = os.path.join(os.path.dirname(galaxy.tools.__file__), "bundled")
 
 
+def write_gated_job_conf(directory: str) -> tuple[str, str]:
+    """A job_conf.yml in ``directory`` whose jobs, once prepared, wait before their tool while the
+    gate file exists, as in a batch queue (Galaxy runs an environment's ``execute`` in the job
+    script, before the tool); returns its path and the gate's."""
+    gate = os.path.join(directory, "jobs-wait-while-this-exists")
+    job_conf = os.path.join(directory, "job_conf.yml")
+    with open(job_conf, "w") as fh:
+        yaml.safe_dump({
+            "runners": {"local": {"load": "galaxy.jobs.runners.local:LocalJobRunner", "workers": 2}},
+            "execution": {"default": "gated", "environments": {"gated": {
+                "runner": "local", "env": [{"execute": f'while [ -e "{gate}" ]; do sleep 0.2; done'}],
+            }}},
+        }, fh)  # fmt: skip
+    return job_conf, gate
+
+
 class CloudStorageTestCase(IntegrationTestCase):
     """Galaxy with the plugin; subclasses set ``plugin_config`` (the admin's YAML as a dict)."""
 

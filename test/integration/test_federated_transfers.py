@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 
 import jwt
 import requests
-import yaml
+from base import write_gated_job_conf
 from galaxy_test.base.populators import DatasetPopulator
 from oidc_base import FederatedCloudTestCase, OIDC_TOKENS, OidcLoginTestCase, sha256, SUBJECT
 
@@ -66,18 +66,7 @@ class FederatedTransferSuite(OidcLoginTestCase, FederatedCloudTestCase):
     @classmethod
     def handle_galaxy_config_kwds(cls, config):
         super().handle_galaxy_config_kwds(config)
-        # While the gate file exists, a prepared transfer job waits before its tool, as in a batch
-        # queue (Galaxy runs an environment's "execute" in the job script, before the tool).
-        cls.gate = os.path.join(cls.oidc_dir, "jobs-wait-while-this-exists")
-        job_conf = os.path.join(cls.oidc_dir, "job_conf.yml")
-        with open(job_conf, "w") as fh:
-            yaml.safe_dump({
-                "runners": {"local": {"load": "galaxy.jobs.runners.local:LocalJobRunner", "workers": 2}},
-                "execution": {"default": "gated", "environments": {"gated": {
-                    "runner": "local", "env": [{"execute": f'while [ -e "{cls.gate}" ]; do sleep 0.2; done'}],
-                }}},
-            }, fh)  # fmt: skip
-        config["job_config_file"] = job_conf
+        config["job_config_file"], cls.gate = write_gated_job_conf(cls.oidc_dir)
 
     @classmethod
     def set_up_logins(cls):

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Optional
 
 import jwt
+from base import write_gated_job_conf
 from galaxy_test.base.populators import DatasetPopulator
 from oidc_base import FederatedCloudTestCase, OIDC_TOKENS, OidcLoginTestCase, OidcUser, sha256
 
@@ -29,6 +30,11 @@ class TestS3WebIdentity(OidcLoginTestCase, FederatedCloudTestCase):
     provider = "aws"  # secretless modes only: no stored secrets
 
     # -- one Galaxy, one provider (oidc_base), moto (local_clouds: a role trusting the provider), two users
+
+    @classmethod
+    def handle_galaxy_config_kwds(cls, config):
+        super().handle_galaxy_config_kwds(config)
+        config["job_config_file"], cls.gate = write_gated_job_conf(cls.oidc_dir)
 
     @classmethod
     def set_up_logins(cls):
@@ -192,6 +198,31 @@ class TestS3WebIdentity(OidcLoginTestCase, FederatedCloudTestCase):
         # STS saw the refreshed token, both at the request and when the job ran
         assert {call["token_sha256"] for call in calls} == {sha256(new["id_token"])}
         assert all(call["outcome"] == "ok" for call in calls)
+
+    def test_a_job_that_waited_past_the_id_tokens_expiry_gets_keys_of_the_refreshed_login(self):
+        """Keys are minted as the job starts (tickets.py), in Galaxy's web process, which
+        refreshes the login there: not in the job handler, whose refresh of Galaxy's own fails."""
+        self.put_object("waited.txt", b"waited in a queue\n")
+        open(self.gate, "w").close()
+        try:
+            response = self.cloud_get(["waited.txt"])
+            assert response.status_code == 200, response.text
+            summary = response.json()[0]
+            self.wait_for_credentials(summary["job_id"])  # prepared, waiting before its tool
+            old = self.make_id_token_look_expired(self.alice)
+            before = len(self.sts_calls())
+            time.sleep(1.1)  # a new token issued in the same second as the old one would be identical
+        finally:
+            os.unlink(self.gate)
+
+        job = self.wait_for_job(summary["job_id"])
+        assert job["state"] == "ok", job
+        assert self.dataset_bytes(summary["id"]) == b"waited in a queue\n"
+        new = self.stored_tokens(self.alice)
+        assert new["id_token"] != old["id_token"]
+        calls = self.sts_calls()[before:]
+        assert len(calls) == 1, calls  # the job's own, as it started, with the refreshed token
+        assert calls[0]["token_sha256"] == sha256(new["id_token"]) and calls[0]["outcome"] == "ok"
 
     def test_failed_refresh_asks_to_log_in_again_and_creates_nothing(self):
         self.put_object("needs-login.txt", b"x")
