@@ -257,11 +257,13 @@ def service_account_key(project: str, name: str) -> tuple[dict, str]:
     return key, public_pem
 
 
-def _start_swift(workdir: str, identity: Optional[OidcIdentity] = None, keystone: bool = False) -> LocalCloud:
+def _start_swift(
+    workdir: str, identity: Optional[OidcIdentity] = None, keystone: bool = False, token_life: int = 86400
+) -> LocalCloud:
     """An all-in-one Swift cluster with Swift's own v1 auth (tempauth): a user and key kept in
     Galaxy's vault; or, with ``keystone``, behind a real Keystone (keystone_aio.py): an application
     credential kept in the vault, or with ``identity`` too, Keystone OIDC federation of that login.
-    The account's operator may use every container; a second user (no operator) only those shared
+    ``token_life``: seconds tempauth's tokens live. The account's operator may use every container; a second user (no operator) only those shared
     with it."""
     from galaxy_cloud_storage_testing import swift_aio
 
@@ -270,7 +272,7 @@ def _start_swift(workdir: str, identity: Optional[OidcIdentity] = None, keystone
 
         cluster = keystone_aio.start(os.path.join(workdir, "keystone-swift"), identity=identity)
     else:
-        cluster = swift_aio.start(os.path.join(workdir, "swift"))
+        cluster = swift_aio.start(os.path.join(workdir, "swift"), token_life=token_life)
     cloud = LocalCloud("openstack", cluster.admin(), {}, {}, stoppers=[cluster.stop])
     try:
         admin = cloud.admin

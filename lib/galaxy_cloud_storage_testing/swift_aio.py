@@ -180,12 +180,15 @@ def start(
     *,
     proxy_port: Optional[int] = None,
     keystone: Optional[dict] = None,
+    token_life: int = 86400,
 ) -> SwiftCluster:
     """A cluster with its data, rings and logs in ``directory`` (created), on free ports; ready
     (tempauth answers and the test account exists) when returned. Takes 3-8 s.
 
     ``keystone``: ``{"url", "service_password"}`` of a Keystone (keystone_aio.py) whose tokens the
-    proxy accepts too, for the accounts ``KEY_<project id>`` (tempauth keeps ``AUTH_test``)."""
+    proxy accepts too, for the accounts ``KEY_<project id>`` (tempauth keeps ``AUTH_test``).
+    ``token_life``: seconds a tempauth token lives (tempauth's default: a day); shorter, for tests
+    of credentials that must not expire while a job waits."""
     if not is_installed(venv):
         raise RuntimeError(
             f"Swift is not installed in {venv}: "
@@ -196,6 +199,7 @@ def start(
     devices = os.path.join(directory, "devices")
     os.makedirs(os.path.join(devices, "d1"), exist_ok=True)
     values = {**ports, "devices": devices, "swift_dir": directory, "admin_key": ADMIN_KEY, "reader_key": READER_KEY}
+    values["token_life"] = token_life
     if keystone:
         values.update(keystone_url=keystone["url"], keystone_service_password=keystone["service_password"])
     for name in SERVERS:
