@@ -263,8 +263,8 @@ def _start_swift(
     """An all-in-one Swift cluster with Swift's own v1 auth (tempauth): a user and key kept in
     Galaxy's vault; or, with ``keystone``, behind a real Keystone (keystone_aio.py): an application
     credential kept in the vault, or with ``identity`` too, Keystone OIDC federation of that login.
-    ``token_life``: seconds tempauth's tokens live. The account's operator may use every container; a second user (no operator) only those shared
-    with it."""
+    ``token_life``: seconds tempauth's tokens live. The account's operator may use every container;
+    a second user (no operator) only those shared with it."""
     from galaxy_cloud_storage_testing import swift_aio
 
     if keystone:
