@@ -49,16 +49,18 @@ class CloudStorageTestCase(IntegrationTestCase):
     with_vault = True
     #: where Galaxy answers, and where its jobs redeem their tickets (galaxy_infrastructure_url)
     galaxy_url: str
+    galaxy_port: Optional[int] = None
 
     @classmethod
     def setUpClass(cls):
         # The driver picks Galaxy's port only as it starts the server, after Galaxy's config is
-        # made: a port is chosen here (unless a base chose it already) and given to the driver.
+        # made: the port is chosen here (or by a base before this one, as cls.galaxy_port) and
+        # given to the driver.
+        port = cls.__dict__.get("galaxy_port") or localgalaxy.free_port()
+        cls.galaxy_url = f"http://127.0.0.1:{port}"
         saved = {name: os.environ.get(name) for name in PORT_VARIABLES}
-        if not os.environ.get("GALAXY_TEST_PORT"):
-            os.environ.pop("GALAXY_TEST_PORT_RANDOM", None)
-            os.environ.update(GALAXY_TEST_HOST="127.0.0.1", GALAXY_TEST_PORT=str(localgalaxy.free_port()))
-        cls.galaxy_url = f"http://{os.environ.get('GALAXY_TEST_HOST', 'localhost')}:{os.environ['GALAXY_TEST_PORT']}"
+        os.environ.pop("GALAXY_TEST_PORT_RANDOM", None)
+        os.environ.update(GALAXY_TEST_HOST="127.0.0.1", GALAXY_TEST_PORT=str(port))
         try:
             super().setUpClass()
         finally:  # the next test class picks its port as before

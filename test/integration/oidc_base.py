@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 
 import requests
-from base import CloudStorageTestCase, LocalCloudTestCase, PORT_VARIABLES
+from base import CloudStorageTestCase, LocalCloudTestCase
 from galaxy.model import UserAuthnzToken
 from social_core.backends.open_id_connect import OpenIdConnectAuth
 from sqlalchemy import select
@@ -79,7 +79,7 @@ class OidcLoginTestCase(CloudStorageTestCase):
     @classmethod
     def setUpClass(cls):
         # The provider must know Galaxy's callback URL and Galaxy the provider's, before either
-        # starts: so Galaxy's port is chosen here and given to the test driver (GALAXY_TEST_PORT).
+        # starts: so Galaxy's port is chosen here.
         cls.oidc_dir = tempfile.mkdtemp(prefix="gcs-oidc-")
         # social-core keeps a provider's discovery document and keys per backend class, process-wide,
         # for a day: each test class has a provider of its own, so the last class's must go.
@@ -89,21 +89,13 @@ class OidcLoginTestCase(CloudStorageTestCase):
         cls.galaxy_url = f"http://127.0.0.1:{galaxy_port}"
         cls.issuer = oidc_provider.issuer_url(op_port)
         cls.op = oidc_provider.start(op_port, os.path.join(cls.oidc_dir, "op.log"), cls.galaxy_url)
-        saved = {name: os.environ.get(name) for name in PORT_VARIABLES}
+        cls.galaxy_port = galaxy_port  # CloudStorageTestCase starts Galaxy there
         try:
             oidc_provider.wait_until_up(cls.issuer, cls.op)
-            os.environ.pop("GALAXY_TEST_PORT_RANDOM", None)
-            os.environ.update(GALAXY_TEST_HOST="127.0.0.1", GALAXY_TEST_PORT=str(galaxy_port))
             super().setUpClass()  # the next base's cloud (which may trust cls.issuer), then Galaxy
         except BaseException:
             localgalaxy.stop(cls.op)
             raise
-        finally:  # the next test class picks its port as before
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
         try:
             cls._record_logs()
             cls.set_up_logins()
