@@ -40,6 +40,17 @@ SEND_TOOL_ID = "cloud_storage_send"
 TRANSFER_TOOL_IDS = (GET_TOOL_ID, SEND_TOOL_ID)
 # The job's private file: its one-time ticket for credentials (tickets.ticket_file).
 CREDENTIALS_PREFIX = "cloud-credentials-"
+# Where the ticket is written: the tool's working directory, which is the job's current directory
+# under every runner and which Pulsar stages to its node with the job (it sends a job's declared
+# config files only, not the other files of configs/).
+TICKET_DIRECTORY = "working"
+# The directories of a job that may hold a copy of the ticket: TICKET_DIRECTORY and the copies
+# that job scripts make of it before the tool runs, to restore it for a rerun (Galaxy's
+# ``_working``, Pulsar's ``working.orig``); and configs/ with its copies, where versions without
+# Pulsar support wrote it (a job prepared before an upgrade).
+CREDENTIALS_DIRECTORIES = tuple(
+    pattern.format(name) for name in (TICKET_DIRECTORY, "configs") for pattern in ("{}", "_{}", "{}.orig")
+)
 # Every state a job reaches once its tool has run or will not run any more.
 ENDED_STATES = {
     Job.states.OK,
@@ -90,12 +101,12 @@ def write_private_file(directory: str, text: str) -> str:
 
 
 def credentials_files(job_directory: str) -> list[str]:
-    """The credentials files in a job directory: in ``configs/`` and in Galaxy's copy of it,
-    ``_configs/``, which the job script makes before the tool runs (to restore it for a rerun)."""
+    """The credentials files in a job directory (Galaxy's, or the copy Pulsar stages): in each of
+    CREDENTIALS_DIRECTORIES."""
     return [
         path
-        for configs in ("configs", "_configs")
-        for path in glob.glob(os.path.join(job_directory, configs, f"{CREDENTIALS_PREFIX}*"))
+        for directory in CREDENTIALS_DIRECTORIES
+        for path in glob.glob(os.path.join(job_directory, directory, f"{CREDENTIALS_PREFIX}*"))
     ]
 
 

@@ -22,7 +22,14 @@ from galaxy.model import Job
 from sqlalchemy import delete, select
 
 from .contracts import JobCredentials, TransferRequest
-from .jobs import ENDED_STATES, forget_credentials_of_ended_jobs, minted, TRANSFER_TOOL_IDS, write_private_file
+from .jobs import (
+    ENDED_STATES,
+    forget_credentials_of_ended_jobs,
+    minted,
+    TICKET_DIRECTORY,
+    TRANSFER_TOOL_IDS,
+    write_private_file,
+)
 from .model import JobTicket, now
 
 log = logging.getLogger(__name__)
@@ -91,11 +98,14 @@ class JobTickets:
 
 
 def ticket_file(app_wrapper, user_wrapper, request, job_directory, galaxy_url) -> str:
-    """Issue the job's ticket and write it into a private file of the job's ``configs/``; returns
-    that file's name, which is all the job's ``credentials`` config file holds (Galaxy makes its
-    config files world-readable). Called from the tools' Cheetah config files."""
+    """Issue the job's ticket and write it into a private file of the job's working directory
+    (jobs.TICKET_DIRECTORY, which goes wherever the job runs, a Pulsar node too); returns that
+    file's name, which is all the job's ``credentials`` config file holds (Galaxy makes its config
+    files world-readable). Called from the tools' Cheetah config files."""
     app = app_wrapper.obj
     forget_credentials_of_ended_jobs(app)
     authz_id = TransferRequest.model_validate_json(str(request)).authz_id
     issued = JobTickets(app).issue(str(job_directory), authz_id, str(galaxy_url))
-    return write_private_file(os.path.join(str(job_directory), "configs"), json.dumps(issued))
+    working = os.path.join(str(job_directory), TICKET_DIRECTORY)
+    os.makedirs(working, exist_ok=True)  # Galaxy has made it by now; this only makes sure
+    return write_private_file(working, json.dumps(issued))

@@ -28,20 +28,27 @@ def office():
     office.close()
 
 
-def write_ticket(configs, ticket: dict) -> str:
-    """As the handler does (tickets.ticket_file): the ticket in a private file of configs/, and the
-    job's ``credentials`` config file naming it; returns the latter's path."""
-    configs.mkdir(exist_ok=True)
-    pointer = configs / "tmp-credentials-config"
-    pointer.write_text(write_private_file(str(configs), json.dumps(ticket)))
+def working(job_directory) -> str:
+    """The job's working directory, made: where the job runs, and where its ticket is."""
+    (job_directory / "working").mkdir(exist_ok=True)
+    return str(job_directory / "working")
+
+
+def write_ticket(job_directory, ticket: dict) -> str:
+    """As the handler does (tickets.ticket_file): the ticket in a private file of the job's
+    working/, and the job's ``credentials`` config file in configs/ naming it; returns the
+    latter's path."""
+    (job_directory / "configs").mkdir(exist_ok=True)
+    pointer = job_directory / "configs" / "tmp-credentials-config"
+    pointer.write_text(write_private_file(working(job_directory), json.dumps(ticket)))
     return str(pointer)
 
 
-def write_credentials(configs, office: TicketOffice, credentials: dict) -> str:
+def write_credentials(job_directory, office: TicketOffice, credentials: dict) -> str:
     """A ticket that ``office`` redeems for ``credentials`` (contracts.JobCredentials: a delegation,
     or a failure when it has an ``error``)."""
     minted = MintingFailure(**credentials) if "error" in credentials else Delegation(**credentials)
-    return write_ticket(configs, office.issue(minted))
+    return write_ticket(job_directory, office.issue(minted))
 
 
 def write_job_files(tmp_path, moto_s3, office, manifest: dict, credentials: dict = None):
@@ -53,11 +60,11 @@ def write_job_files(tmp_path, moto_s3, office, manifest: dict, credentials: dict
         "config": {},
         "credentials": {"access_key_id": "k", "secret_access_key": "s", "session_token": None, "expiration": None},
     }
-    return str(manifest_path), write_credentials(tmp_path / "configs", office, delegation)
+    return str(manifest_path), write_credentials(tmp_path, office, delegation)
 
 
 def test_get_fails_loudly_naming_each_missing_object(moto_s3, office, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(working(tmp_path))
     admin = moto_s3.admin()
     admin.create_bucket(Bucket=BUCKET)
     admin.put_object(Bucket=BUCKET, Key="here.txt", Body=b"x")
@@ -72,11 +79,11 @@ def test_get_fails_loudly_naming_each_missing_object(moto_s3, office, tmp_path, 
     err = capsys.readouterr().err
     assert "gone-1.txt" in err and "gone-2.txt" in err and "2 of 3 objects failed" in err
     assert credentials_files(str(tmp_path)) == [] and not os.path.exists(credentials)  # read, then deleted
-    assert not (tmp_path / GALAXY_JSON).exists()  # nothing is declared ok
+    assert not (tmp_path / "working" / GALAXY_JSON).exists()  # nothing is declared ok
 
 
 def test_get_sniffs_and_converts(moto_s3, office, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(working(tmp_path))
     admin = moto_s3.admin()
     admin.create_bucket(Bucket=BUCKET)
     admin.put_object(Bucket=BUCKET, Key="a.bed", Body=b"chr1\t1\t2\tx\t0\t+\n")
@@ -89,16 +96,16 @@ def test_get_sniffs_and_converts(moto_s3, office, tmp_path, monkeypatch):
     manifest, credentials = write_job_files(tmp_path, moto_s3, office, {"items": items, "input_args": args})
 
     assert main(["get", manifest, credentials]) == 0
-    assert not (tmp_path / GALAXY_JSON).exists()  # the transfer step does not load Galaxy's datatypes
+    assert not (tmp_path / "working" / GALAXY_JSON).exists()  # the transfer step does not load Galaxy's datatypes
     assert datatypes.main([manifest]) == 0
 
-    provided = json.loads((tmp_path / GALAXY_JSON).read_text())
+    provided = json.loads((tmp_path / "working" / GALAXY_JSON).read_text())
     assert provided["output0"]["ext"] == "bed"
     assert (tmp_path / "out1.dat").read_bytes() == b"a\tb\nc\td\n"
 
 
 def test_credentials_error_is_reported_and_nothing_moves(moto_s3, office, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(working(tmp_path))
     items = [{"key": "x", "path": str(tmp_path / "out0.dat"), "output": "output0"}]
     manifest, credentials = write_job_files(
         tmp_path, moto_s3, office, {"items": items}, {"error": "Your login with 'oidc' has expired."}
@@ -112,7 +119,7 @@ def test_credentials_error_is_reported_and_nothing_moves(moto_s3, office, tmp_pa
 
 
 def test_send_keeps_an_object_that_appeared_since_the_request(moto_s3, office, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(working(tmp_path))
     admin = moto_s3.admin()
     admin.create_bucket(Bucket=BUCKET)
     admin.put_object(Bucket=BUCKET, Key="taken.txt", Body=b"theirs")
@@ -131,20 +138,23 @@ def test_send_keeps_an_object_that_appeared_since_the_request(moto_s3, office, t
     assert admin.get_object(Bucket=BUCKET, Key="free.txt")["Body"].read() == b"new"
 
 
-def test_the_ticket_is_private_whatever_the_umask_and_so_is_galaxys_copy(tmp_path):
+def test_the_ticket_is_private_whatever_the_umask_and_so_is_galaxys_copy(tmp_path, monkeypatch):
     previous = os.umask(0o000)  # the most open umask a Galaxy could run with
     try:
-        pointer = write_ticket(tmp_path / "configs", {"url": "http://127.0.0.1:9/x", "ticket": "t"})
-        # Galaxy's job script copies configs/ to _configs/ before the tool runs, with cp -R.
-        subprocess.run(["cp", "-R", str(tmp_path / "configs"), str(tmp_path / "_configs")], check=True)
+        pointer = write_ticket(tmp_path, {"url": "http://127.0.0.1:9/x", "ticket": "t"})
+        # Galaxy's (and Pulsar's) job script copies working/ and configs/ to _working/ and
+        # _configs/ before the tool runs, with cp -R.
+        for directory in ("working", "configs"):
+            subprocess.run(["cp", "-R", str(tmp_path / directory), str(tmp_path / f"_{directory}")], check=True)
     finally:
         os.umask(previous)
     (tmp_path / "_configs" / "tmpmanifest").write_text("{}")
     found = credentials_files(str(tmp_path))
-    assert len(found) == 2
+    assert sorted(os.path.basename(os.path.dirname(path)) for path in found) == ["_working", "working"]
     for path in found:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
 
+    monkeypatch.chdir(tmp_path / "working")  # the job runs there
     assert read_ticket(pointer) == {"url": "http://127.0.0.1:9/x", "ticket": "t"}
 
     assert credentials_files(str(tmp_path)) == []
@@ -154,20 +164,20 @@ def test_the_ticket_is_private_whatever_the_umask_and_so_is_galaxys_copy(tmp_pat
 
 def test_a_ticket_works_once(moto_s3, office, tmp_path, capsys, monkeypatch):
     """A second job holding the same ticket (a copy of the file, a replay) gets no credentials."""
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(working(tmp_path))
     admin = moto_s3.admin()
     admin.create_bucket(Bucket=BUCKET)
     admin.put_object(Bucket=BUCKET, Key="k.txt", Body=b"x")
     items = [{"key": "k.txt", "path": str(tmp_path / "out0.dat"), "output": "output0"}]
     manifest, credentials = write_job_files(tmp_path, moto_s3, office, {"items": items})
-    with open(credentials) as fh, open(tmp_path / "configs" / fh.read().strip()) as ticket_fh:
+    with open(credentials) as fh, open(tmp_path / "working" / fh.read().strip()) as ticket_fh:
         replay = json.load(ticket_fh)
 
     assert main(["get", manifest, credentials]) == 0
     assert len(office.redeemed) == 1
 
     (tmp_path / "out0.dat").unlink()
-    again = write_ticket(tmp_path / "again", replay)
+    again = write_ticket(tmp_path, replay)
     assert main(["get", manifest, again]) == 1
     err = capsys.readouterr().err
     assert "Galaxy refused this job's credentials (403)" in err and "already used" in err, err
@@ -175,13 +185,13 @@ def test_a_ticket_works_once(moto_s3, office, tmp_path, capsys, monkeypatch):
 
 
 def test_a_galaxy_that_cannot_be_reached_fails_the_job_saying_where(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(working(tmp_path))
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({"bucket": BUCKET, "items": []}))
     with socket.socket() as closed:  # a port nothing listens on
         closed.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{closed.getsockname()[1]}/api/cloud/storage/jobs/x/credentials"
-    pointer = write_ticket(tmp_path / "configs", {"url": url, "ticket": "t"})
+    pointer = write_ticket(tmp_path, {"url": url, "ticket": "t"})
 
     started = time.monotonic()
     assert main(["send", str(manifest), pointer]) == 1
@@ -192,7 +202,7 @@ def test_a_galaxy_that_cannot_be_reached_fails_the_job_saying_where(tmp_path, ca
 
 
 def test_datatypes_step_is_skipped_for_an_explicit_file_type(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(working(tmp_path))
     manifest = tmp_path / "manifest.json"
     manifest.write_text(
         json.dumps(
@@ -204,4 +214,26 @@ def test_datatypes_step_is_skipped_for_an_explicit_file_type(tmp_path, monkeypat
         )
     )
     assert datatypes.main([str(manifest)]) == 0
-    assert not (tmp_path / GALAXY_JSON).exists()
+    assert not (tmp_path / "working" / GALAXY_JSON).exists()
+
+
+def test_without_galaxys_datatypes_galaxy_is_left_to_sniff(tmp_path, monkeypatch, capsys):
+    """On a node without galaxy-data (a Pulsar node): each dataset is declared ``_sniff_``, and a
+    conversion, which needs Galaxy's code, fails the job rather than leave the bytes unconverted."""
+    monkeypatch.chdir(working(tmp_path))
+    monkeypatch.setattr(datatypes, "has_galaxy_datatypes", lambda: False)
+    manifest = tmp_path / "manifest.json"
+    items = [{"key": "x", "path": str(tmp_path / "out0.dat"), "output": "output0"}]
+    manifest.write_text(json.dumps({"bucket": BUCKET, "items": items, "input_args": {}}))
+    assert datatypes.main([str(manifest)]) == 0
+    assert json.loads((tmp_path / "working" / GALAXY_JSON).read_text()) == {"output0": {"ext": "_sniff_"}}
+
+    (tmp_path / "working" / GALAXY_JSON).unlink()
+    manifest.write_text(json.dumps({"bucket": BUCKET, "items": items, "input_args": {"space_to_tab": True}}))
+    assert datatypes.main([str(manifest)]) == 1
+    assert "needs Galaxy's datatypes" in capsys.readouterr().err
+    assert not (tmp_path / "working" / GALAXY_JSON).exists()
+
+
+def test_galaxys_datatypes_are_found_in_galaxys_venv():
+    assert datatypes.has_galaxy_datatypes()

@@ -2,12 +2,13 @@
 
     python -m galaxy_cloud_storage.transfer.job get|send MANIFEST CREDENTIALS
 
-It needs nothing from Galaxy's database and one call to Galaxy's API (invariant 9, docs/design.rst): the
-manifest says what to move where; the credentials file (written by the handler when the job was
-prepared) holds a one-time ticket, deleted (with Galaxy's copy) as soon as it is read, which the
-job redeems for its credentials at Galaxy's API as it starts (tickets.py). Any failed
-object fails the job (exit 1) with a line per object on stderr, which Galaxy shows on the job's
-datasets (invariant 7). Datatypes are set afterwards by ``transfer.datatypes``, a process of its own, so that Galaxy's
+It needs nothing from Galaxy's database and one call to Galaxy's API (invariant 9,
+docs/design.rst): the manifest says what to move where; the credentials file (written by the
+handler when the job was prepared) names a one-time ticket in the job's working directory, deleted
+(with the job script's copies) as soon as it is read, which the job redeems for its credentials at
+Galaxy's API as it starts (tickets.py). Any failed object fails the job (exit 1) with a line per
+object on stderr, which Galaxy shows on the job's datasets (invariant 7). Datatypes are set
+afterwards by ``transfer.datatypes``, a process of its own, so that Galaxy's
 datatypes registry does not weigh on this one's memory (invariant 8).
 """
 
@@ -27,25 +28,28 @@ from .engine import get_objects, ItemResult, send_files
 
 
 def credential_copies(path: str) -> list[str]:
-    """A file of the job's ``configs/`` and Galaxy's copy of it. Galaxy's job script copies the
-    job's ``configs/`` directory to ``_configs/`` before the tool runs (to restore it for a rerun),
-    and keeps the job directory after the job (always with ``cleanup_job: never``, for failed jobs
-    with the default ``onsuccess``): the copy has to go too."""
+    """A file of the job's ``working/`` or ``configs/`` and the job script's copies of it. Before the
+    tool runs (to restore them for a rerun), Galaxy's job script copies both directories to
+    ``_working/`` and ``_configs/``, Pulsar's to ``working.orig/`` and ``configs.orig/``; and the
+    job directory stays after the job (always with ``cleanup_job: never``, for failed jobs with
+    Galaxy's default ``onsuccess``): the copies have to go too."""
     copies = [path]
     directory, name = os.path.split(os.path.abspath(path))
     parent, base = os.path.split(directory)
-    if base == "configs":
-        copies.append(os.path.join(parent, "_configs", name))
+    if base in ("working", "configs"):
+        copies += [os.path.join(parent, f"_{base}", name), os.path.join(parent, f"{base}.orig", name)]
     return copies
 
 
 def read_ticket(pointer_path: str) -> dict:
     """What the handler wrote for this job (tickets.ticket_file: ``{"url", "ticket"}``):
-    ``pointer_path`` is the job's ``credentials`` config file, which names the private file beside
-    it. Both files, and Galaxy's copies of them, are deleted as they are read."""
+    ``pointer_path`` is the job's ``credentials`` config file, which names the private file in the
+    job's working directory, this process's current directory (the tools run there under Galaxy's
+    runners and Pulsar alike, and Pulsar rewrites the paths of the config files, not the names in
+    them). Both files, and the job script's copies of them, are deleted as they are read."""
     with open(pointer_path) as fh:
         name = os.path.basename(fh.read().strip())
-    path = os.path.join(os.path.dirname(os.path.abspath(pointer_path)), name)
+    path = os.path.join(os.getcwd(), name)
     try:
         with open(path) as fh:
             return json.load(fh)
