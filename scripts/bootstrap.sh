@@ -73,4 +73,10 @@ fi
     echo "Installing Swift into .venv-swift failed; see the messages above." >&2
     exit 1
 }
+# A Pulsar node for the Pulsar tests: pulsar-app and the plugin without Galaxy, in a venv of its own
+# (pulsar_server.py). Idempotent; about a minute the first time.
+"$VENV/bin/python" -m galaxy_cloud_storage_testing.pulsar_server install --venv "${GALAXY_CLOUD_PULSAR_VENV:-$ROOT/.venv-pulsar}" >&2 || {
+    echo "Installing Pulsar into .venv-pulsar failed; see the messages above." >&2
+    exit 1
+}
 export PATH="$VENV/bin:$PATH"
