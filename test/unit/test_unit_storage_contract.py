@@ -15,8 +15,9 @@ import pytest
 from backend_cases import put_a_run_of_objects
 from file_bytes import file_sha256, sha256, write
 
-from galaxy_cloud_storage.providers import cloud, clouds
+from galaxy_cloud_storage.providers import cancellation, cloud, clouds
 from galaxy_cloud_storage.providers import storage as base
+from galaxy_cloud_storage.providers.cancellation import TransferStopped
 from galaxy_cloud_storage.providers.storage import (
     AccessDenied,
     BucketNotFound,
@@ -211,3 +212,32 @@ def test_credentials_repr_hides_secrets_and_json_keeps_them(case):
     for name in hidden:
         assert f"value-of-{name}" not in shown
     assert kind.from_json(json.loads(json.dumps(example.to_json()))) == example
+
+
+# -- a job told to stop ------------------------------------------------------------------------------
+
+
+class StoppedAfter:
+    """``providers.cancellation.STOPPED`` as the job's SIGTERM handler leaves it, after ``reads``
+    checks: the upload is stopped partway, after its first bytes went."""
+
+    def __init__(self, reads: int):
+        self.reads = reads
+
+    def is_set(self) -> bool:
+        self.reads -= 1
+        return self.reads < 0
+
+
+@pytest.mark.parametrize("reads", [0, 1])
+def test_a_stopped_job_stops_its_upload_and_leaves_no_object(case, tmp_path, monkeypatch, reads):
+    storage = case.storage(**case.small_parts)
+    source = write(tmp_path / "source", os.urandom(12 * MiB))
+    monkeypatch.setattr(cancellation, "STOPPED", StoppedAfter(reads))
+
+    with pytest.raises(TransferStopped, match="stopped"):
+        storage.upload(source, case.bucket, "stopped.bin")
+
+    monkeypatch.undo()
+    assert "stopped.bin" not in case.admin.keys(case.bucket)
+    assert storage.stat(case.bucket, "stopped.bin") is None

@@ -14,6 +14,7 @@ datatypes registry does not weigh on this one's memory (invariant 8).
 import json
 import os
 import resource
+import signal
 import sys
 from typing import Optional
 
@@ -22,6 +23,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from ..contracts import GetManifest, JOB_CREDENTIALS, JobCredentials, MintingFailure, SendManifest
+from ..providers.cancellation import STOPPED
 from ..providers.storage import StorageBackend
 from .engine import get_objects, ItemResult, send_files
 
@@ -120,8 +122,28 @@ def run_send(backend: StorageBackend, manifest: SendManifest) -> int:
     return report(send_files(backend, bucket, items), "Sent")
 
 
+# The tools' last line of stdout when the job ran to its end, failures included. The tools'
+# <stdio> fails a job whose stdout lacks it: a job killed before its end (by scancel or a lost
+# node) leaves no exit code file, and Galaxy's runners then take it for exit code 0.
+END_OF_JOB = "galaxy-cloud-storage: the transfer job ran to its end"
+
+
+def stop(signum, frame) -> None:
+    """SIGTERM, as a batch system stops a job: every transfer unwinds (providers.cancellation)."""
+    STOPPED.set()
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    action, manifest_path, credentials_path = argv if argv is not None else sys.argv[1:]
+    signal.signal(signal.SIGTERM, stop)
+    status = transfer(*(argv if argv is not None else sys.argv[1:]))
+    if STOPPED.is_set():
+        print("The job was stopped (SIGTERM) before its end; what was not whole was not kept.", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    print(END_OF_JOB)
+    return status
+
+
+def transfer(action: str, manifest_path: str, credentials_path: str) -> int:
     ticket = read_ticket(credentials_path)
     with open(manifest_path) as fh:
         manifest_json = fh.read()
