@@ -15,9 +15,8 @@ import pytest
 from backend_cases import put_a_run_of_objects
 from file_bytes import file_sha256, sha256, write
 
-from galaxy_cloud_storage.providers import cancellation, cloud, clouds
+from galaxy_cloud_storage.providers import cloud, clouds
 from galaxy_cloud_storage.providers import storage as base
-from galaxy_cloud_storage.providers.cancellation import TransferStopped
 from galaxy_cloud_storage.providers.storage import (
     AccessDenied,
     BucketNotFound,
@@ -218,7 +217,7 @@ def test_credentials_repr_hides_secrets_and_json_keeps_them(case):
 
 
 class StoppedAfter:
-    """``providers.cancellation.STOPPED`` as the job's SIGTERM handler leaves it, after ``reads``
+    """``storage.STOPPED`` as the job's SIGTERM handler leaves it, after ``reads``
     checks: the upload is stopped partway, after its first bytes went."""
 
     def __init__(self, reads: int):
@@ -233,11 +232,26 @@ class StoppedAfter:
 def test_a_stopped_job_stops_its_upload_and_leaves_no_object(case, tmp_path, monkeypatch, reads):
     storage = case.storage(**case.small_parts)
     source = write(tmp_path / "source", os.urandom(12 * MiB))
-    monkeypatch.setattr(cancellation, "STOPPED", StoppedAfter(reads))
+    monkeypatch.setattr(base, "STOPPED", StoppedAfter(reads))
 
-    with pytest.raises(TransferStopped, match="stopped"):
+    with pytest.raises(base.TransferStopped, match="stopped"):
         storage.upload(source, case.bucket, "stopped.bin")
 
     monkeypatch.undo()
     assert "stopped.bin" not in case.admin.keys(case.bucket)
     assert storage.stat(case.bucket, "stopped.bin") is None
+
+
+def test_a_stopped_job_keeps_nothing_of_a_download(case, tmp_path, monkeypatch):
+    """Where the SDK moves the bytes by itself (Azure's, GCS's downloaders), it may finish after the
+    job was stopped: its output still never becomes the dataset's file."""
+    storage = case.storage(**case.small_parts)
+    case.admin.put(case.bucket, "to-stop.bin", os.urandom(6 * MiB))
+    target = tmp_path / "dataset.dat"
+    target.write_bytes(b"")  # Galaxy creates its output files before the job runs
+    monkeypatch.setattr(base, "STOPPED", StoppedAfter(0))
+
+    with pytest.raises(base.TransferStopped):
+        storage.download(case.bucket, "to-stop.bin", str(target))
+
+    assert os.listdir(tmp_path) == []

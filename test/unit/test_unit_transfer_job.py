@@ -8,6 +8,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
 
 import pytest
@@ -15,7 +16,7 @@ from ticket_office import TicketOffice
 
 from galaxy_cloud_storage.contracts import Delegation, MintingFailure
 from galaxy_cloud_storage.jobs import credentials_files, write_private_file
-from galaxy_cloud_storage.providers import cancellation
+from galaxy_cloud_storage.providers import storage
 from galaxy_cloud_storage.providers.aws import storage as aws_storage
 from galaxy_cloud_storage.providers.cancellation import s3transfer_progress
 from galaxy_cloud_storage.transfer import datatypes
@@ -217,7 +218,7 @@ def sigterm_restored():
     before = signal.getsignal(signal.SIGTERM)
     yield
     signal.signal(signal.SIGTERM, before)
-    cancellation.STOPPED.clear()
+    storage.STOPPED.clear()
 
 
 def test_a_send_stopped_by_sigterm_aborts_its_upload_and_does_not_say_it_ended(
@@ -267,3 +268,20 @@ def test_a_job_that_ran_to_its_end_says_so(moto_s3, office, tmp_path, capsys, mo
     assert main(["get", manifest, credentials]) == 1  # a failure, reported: the job still ran to its end
 
     assert capsys.readouterr().out.splitlines()[-1] == END_OF_JOB
+
+
+def test_a_stopped_job_exits_after_its_grace_even_if_a_transfer_cannot_unwind():
+    """Galaxy's local runner never sends the SIGKILL after its SIGTERM (it checks only the job
+    script, already gone): a transfer stuck on a cloud that stopped answering must not live on."""
+    stuck = (
+        "import os, signal, time\n"
+        "from galaxy_cloud_storage.transfer import job\n"
+        "job.STOP_GRACE = 0.5\n"
+        "signal.signal(signal.SIGTERM, job.stop)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(60)  # a transfer that does not notice\n"
+    )
+    started = time.monotonic()
+    finished = subprocess.run([sys.executable, "-c", stuck], timeout=30)
+    assert finished.returncode == 128 + signal.SIGTERM
+    assert time.monotonic() - started < 20

@@ -1,29 +1,18 @@
 """Stopping a transfer that its job was told to stop, cleanly.
 
 A batch system stops a job with SIGTERM, then SIGKILL some time later (Slurm's ``scancel``: 30 s,
-its KillWait). The job's SIGTERM handler sets ``STOPPED``; from then on every read of a file being
-sent, and every progress report of s3transfer, raises ``TransferStopped`` in the thread moving
-it. That unwinds each backend's own failure path as any error would: S3's multipart upload
-aborted, Azure's blocks left uncommitted, GCS's resumable session unfinished, Swift's segments
-deleted, a download's partial file removed. Without it a cancelled send left its multipart upload
+its KillWait). The job's SIGTERM handler sets ``storage.STOPPED``; from then on every read of a
+file being sent, and every progress report of s3transfer, raises ``storage.TransferStopped`` in
+the thread moving it, and no download becomes its dataset's file. That unwinds each backend's
+own failure path as any error would: S3's multipart upload aborted, Azure's blocks left
+uncommitted, GCS's resumable session unfinished, Swift's segments deleted, a download's partial
+file removed. Without it a cancelled send left its multipart upload
 and its parts in the bucket (test_slurm).
 """
 
 import io
-import threading
 
-from .storage import StorageError
-
-STOPPED = threading.Event()
-
-
-class TransferStopped(StorageError):
-    """The job was stopped (SIGTERM) while this object moved; nothing of it was kept."""
-
-
-def check_not_stopped() -> None:
-    if STOPPED.is_set():
-        raise TransferStopped("the job was stopped (SIGTERM) before it was whole; nothing of it was kept")
+from .storage import check_not_stopped
 
 
 def s3transfer_progress(_bytes: int) -> None:

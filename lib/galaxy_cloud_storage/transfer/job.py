@@ -16,6 +16,7 @@ import os
 import resource
 import signal
 import sys
+import threading
 from typing import Optional
 
 import requests
@@ -23,8 +24,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from ..contracts import GetManifest, JOB_CREDENTIALS, JobCredentials, MintingFailure, SendManifest
-from ..providers.cancellation import STOPPED
-from ..providers.storage import StorageBackend
+from ..providers.storage import STOPPED, StorageBackend
 from .engine import get_objects, ItemResult, send_files
 
 
@@ -128,9 +128,19 @@ def run_send(backend: StorageBackend, manifest: SendManifest) -> int:
 END_OF_JOB = "galaxy-cloud-storage: the transfer job ran to its end"
 
 
+# Seconds a stopped job has to unwind before it exits anyway, within Slurm's KillWait (30 s).
+STOP_GRACE = 20
+
+
 def stop(signum, frame) -> None:
-    """SIGTERM, as a batch system stops a job: every transfer unwinds (providers.cancellation)."""
+    """SIGTERM, as a batch system stops a job: every transfer unwinds (providers.cancellation).
+    Then exit, unwound or not: Galaxy's local runner signals the job's process group but checks
+    only its own child, the job script, which SIGTERM ends at once, so it never sends the SIGKILL
+    that would end a transfer stuck on a cloud that stopped answering (test_gravity's restart)."""
     STOPPED.set()
+    deadline = threading.Timer(STOP_GRACE, os._exit, args=(128 + signal.SIGTERM,))
+    deadline.daemon = True
+    deadline.start()
 
 
 def main(argv: Optional[list[str]] = None) -> int:

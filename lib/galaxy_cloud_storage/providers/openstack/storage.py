@@ -37,9 +37,9 @@ from swiftclient.client import Connection
 from swiftclient.exceptions import ClientException
 from swiftclient.utils import LengthWrapper
 
-from ..cancellation import check_not_stopped, open_for_sending
+from ..cancellation import open_for_sending
 from ..settings import MiB
-from ..storage import AccessDenied, JsonCredentials, ObjectInfo, StorageBackend, StorageError
+from ..storage import AccessDenied, check_not_stopped, JsonCredentials, ObjectInfo, StorageBackend, StorageError
 from . import OpenStackCloud, OpenStackSettings
 
 log = logging.getLogger(__name__)
