@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Optional
 
 import requests
-import yaml
 
 from galaxy_cloud_storage_testing import gravity_galaxy, local_clouds, localgalaxy
 from galaxy_cloud_storage_testing.gravity_galaxy import GravityGalaxy
@@ -57,59 +56,6 @@ KiB = 1024
 
 def say(message: str) -> None:
     print(f"[{datetime.now():%H:%M:%S}] {message}", flush=True)
-
-
-class SqliteGravityGalaxy(GravityGalaxy):
-    """The same Galaxy under gravity on SQLite: no PostgreSQL cluster, and job handlers chosen by
-    the web workers as they create each job (``db-preassign`` over handler_0 and handler_1,
-    listed in job_conf), since SQLite has no ``SKIP LOCKED`` for the handlers to claim jobs with."""
-
-    def start(self, timeout: float = 360) -> "SqliteGravityGalaxy":
-        database_dir = os.path.join(self.directory, "database")
-        os.makedirs(database_dir, exist_ok=True)
-        # IMMEDIATE: a writer takes the lock when its transaction begins (localgalaxy's choice too)
-        self.database_url = f"sqlite:///{os.path.join(database_dir, 'universe.sqlite')}?isolation_level=IMMEDIATE"
-        self.galaxy_yml = gravity_galaxy.write_admin_galaxy_yml(
-            self.directory, self.plugin_config, self.database_url, self.port
-        )
-        self.write_preassigning_job_conf()
-        self.drop_gravity_handler_pools()
-        self.create_galaxy_tables()
-        started = self.galaxyctl("start")
-        if started.returncode:
-            raise RuntimeError(f"galaxyctl start failed: {started.stdout}{started.stderr}")
-        self.wait_until_serving(timeout)
-        return self
-
-    def write_preassigning_job_conf(self) -> None:
-        path = os.path.join(self.directory, "job_conf.yml")
-        with open(path) as fh:
-            job_conf = yaml.safe_load(fh)
-        job_conf["handling"] = {
-            "assign": ["db-preassign"],
-            # untagged: the default tag's handlers; gravity starts each under this name
-            "processes": {name: {} for name in self.handler_names},
-        }
-        localgalaxy.write_private(path, yaml.safe_dump(job_conf))
-
-    def drop_gravity_handler_pools(self) -> None:
-        """gravity starts the handlers job_conf lists by itself; its ``handlers:`` section would start
-        a second, pool-attached pair under the same names, which db-preassign never gives a job
-        (gravity says so in ``galaxyctl status``)."""
-        with open(self.galaxy_yml) as fh:
-            config = yaml.safe_load(fh)
-        del config["gravity"]["handlers"]
-        localgalaxy.write_private(self.galaxy_yml, yaml.safe_dump(config, sort_keys=False))
-
-    def alive_handlers(self, within_seconds: float = 120) -> list[str]:
-        try:
-            rows = self.query(
-                "SELECT server_name FROM worker_process WHERE update_time > datetime('now', :ago)",
-                ago=f"-{int(within_seconds)} seconds",
-            )
-        except Exception:  # no table before the first process migrated the database
-            return []
-        return sorted(row[0] for row in rows)
 
 
 @dataclass
@@ -252,8 +198,11 @@ class LoadRun:
 
     def __init__(self, database: str, args, cloud, objects: list[SourceObject], work: Path, run_id: str):
         self.database, self.args, self.cloud, self.objects, self.run_id = database, args, cloud, objects, run_id
-        galaxy_class = GravityGalaxy if database == "postgres" else SqliteGravityGalaxy
-        self.galaxy = galaxy_class(str(work / f"galaxy-{database}"), {"providers": {cloud.provider: cloud.settings}})
+        self.galaxy = GravityGalaxy(
+            str(work / f"galaxy-{database}"),
+            {"providers": {cloud.provider: cloud.settings}},
+            database="sqlite" if database == "sqlite" else "postgresql",
+        )
         self.users: list[User] = []
         self.results: dict = {"database": database}
         self.source_by_key = {obj.key: obj for obj in objects}

@@ -24,6 +24,7 @@ from .providers import cloud
 from .providers.names import InvalidName, NameRules
 from .providers.storage import AccessDenied, BucketNotFound, StorageBackend, StorageError
 from .schema import CloudDatasetSummary, CloudStorageGetPayload, CloudStorageSendPayload, CloudStorageSendResponse
+from .sessions import release_connection
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,7 @@ class CloudManager:
                 failed.append(json.dumps({"object": hda.name, "error": reason}))
             else:
                 sendable.append(hda)
+        release_connection(trans.sa_session)  # the names are looked up in the bucket
         names = self._object_names(backend, payload.bucket, sendable, payload.overwrite_existing)
         # The date suffix may make a name too long for the cloud: such a dataset is not sent either.
         named = []

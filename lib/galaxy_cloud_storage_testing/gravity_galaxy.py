@@ -112,6 +112,7 @@ class GravityGalaxy:
     directory: str
     plugin_config: dict
     port: int = field(default_factory=localgalaxy.free_port)
+    database: str = "postgresql"  # or "sqlite", to say what an admin on SQLite should expect
     postgres: Optional[PostgresCluster] = None
     galaxy_yml: str = ""
     database_url: str = ""
@@ -145,17 +146,43 @@ class GravityGalaxy:
 
     def start(self, timeout: float = 900) -> "GravityGalaxy":
         os.makedirs(self.directory, exist_ok=True)
-        # As root the cluster runs as the postgres user, who must reach its directory: not under
-        # pytest's owner-only temporary directories, but a directory of its own in /tmp.
-        self.postgres = PostgresCluster(tempfile.mkdtemp(prefix="gravity-postgres-")).start()
-        self.database_url = self.postgres.create_database("galaxy")
+        if self.database == "sqlite":
+            database_dir = os.path.join(self.directory, "database")
+            os.makedirs(database_dir, exist_ok=True)
+            # IMMEDIATE: a writer takes the lock when its transaction begins (localgalaxy's choice too)
+            self.database_url = f"sqlite:///{os.path.join(database_dir, 'universe.sqlite')}?isolation_level=IMMEDIATE"
+        else:
+            # As root the cluster runs as the postgres user, who must reach its directory: not under
+            # pytest's owner-only temporary directories, but a directory of its own in /tmp.
+            self.postgres = PostgresCluster(tempfile.mkdtemp(prefix="gravity-postgres-")).start()
+            self.database_url = self.postgres.create_database("galaxy")
         self.galaxy_yml = write_admin_galaxy_yml(self.directory, self.plugin_config, self.database_url, self.port)
+        if self.database == "sqlite":
+            self._preassign_handlers()
         self.create_galaxy_tables()
         started = self.galaxyctl("start")
         if started.returncode:
             raise RuntimeError(f"galaxyctl start failed: {started.stdout}{started.stderr}")
         self.wait_until_serving(timeout)
         return self
+
+    def _preassign_handlers(self) -> None:
+        """SQLite has no ``SELECT ... FOR UPDATE SKIP LOCKED`` for the handlers to claim jobs with
+        (the sample's ``db-skip-locked``): the web workers choose each new job's handler as they
+        create it (``db-preassign``, the method Galaxy documents for such databases), over the
+        handlers job_conf lists. gravity starts those by itself; its ``handlers:`` section would
+        start a second, pool-attached pair under the same names, which db-preassign never gives a
+        job (gravity says so in ``galaxyctl status``)."""
+        path = os.path.join(self.directory, "job_conf.yml")
+        with open(path) as fh:
+            job_conf = yaml.safe_load(fh)
+        # untagged: the default tag's handlers; gravity starts each under this name
+        job_conf["handling"] = {"assign": ["db-preassign"], "processes": {name: {} for name in self.handler_names}}
+        localgalaxy.write_private(path, yaml.safe_dump(job_conf))
+        with open(self.galaxy_yml) as fh:
+            config = yaml.safe_load(fh)
+        del config["gravity"]["handlers"]
+        localgalaxy.write_private(self.galaxy_yml, yaml.safe_dump(config, sort_keys=False))
 
     def create_galaxy_tables(self) -> None:
         """Galaxy's tables before the first start, as a checkout's ``sh db.sh init`` does: every
@@ -187,21 +214,18 @@ class GravityGalaxy:
 
     def alive_handlers(self, within_seconds: float = 120) -> list[str]:
         """Server names of Galaxy processes whose database heartbeat is recent (table worker_process)."""
-        engine = create_engine(self.database_url)
+        recent = (
+            "datetime('now', '-' || :within || ' seconds')"
+            if self.database == "sqlite"
+            else "(now() AT TIME ZONE 'utc') - make_interval(secs => :within)"
+        )
         try:
-            with engine.connect() as connection:
-                rows = connection.execute(
-                    text(
-                        "SELECT server_name FROM worker_process"
-                        " WHERE update_time > (now() AT TIME ZONE 'utc') - make_interval(secs => :within)"
-                    ),
-                    {"within": within_seconds},
-                )
-                return sorted(row[0] for row in rows)
+            rows = self.query(
+                f"SELECT server_name FROM worker_process WHERE update_time > {recent}", within=within_seconds
+            )
         except Exception:  # the table is made by the first process to migrate the database
             return []
-        finally:
-            engine.dispose()
+        return sorted(row[0] for row in rows)
 
     def decode_id(self, encoded: str) -> int:
         """A database id from an id of Galaxy's API (encoded with galaxy.yml's id_secret)."""

@@ -21,6 +21,7 @@ from base import LocalCloudTestCase
 from galaxy_test.base.populators import DatasetPopulator
 
 from galaxy_cloud_storage.jobs import credentials_files
+from galaxy_cloud_storage_testing.connection_watch import HeldConnectionWatch
 
 WAIT_BEFORE_TOOL = 6  # seconds a get job waits after Galaxy prepared it, before its tool runs
 STOPPED_MARK = "stopped-before-the-tool"  # what a send job's script leaves in its directory as it fails
@@ -169,6 +170,27 @@ class TestHardening(LocalCloudTestCase):
         assert credentials_files(directory) == []
         assert self.files_holding(directory, self.cloud.secrets[0]) == []
         assert "never-sent.txt" not in self.cloud.admin.list_keys(self.cloud.bucket)
+
+    # -- the database under load --------------------------------------------------------------
+
+    def test_no_database_connection_is_held_while_the_cloud_answers(self):
+        """Each request's cloud calls (minting, the bucket and object checks) and the job's redeeming
+        of its ticket are made with the request's connection back in Galaxy's pool: 50 concurrent
+        gets on PostgreSQL got 30 answers "500 QueuePool limit of size 5 overflow 10 reached" while
+        the requests held theirs."""
+        self.cloud.admin.put_object(self.cloud.bucket, "pooled.txt", b"pooled\n")
+        self.dataset_populator.new_dataset(self.history_id, content="pooled\n", name="pooled-send.txt", wait=True)
+        with HeldConnectionWatch(self._app.model.engine) as watch:
+            summary = self.cloud_get(["pooled.txt"]).json()[0]
+            sent = self._post(
+                "cloud/storage/send",
+                {"history_id": self.history_id, "authz_id": self.authz_id, "bucket": self.cloud.bucket},
+                json=True,
+            )
+            assert sent.status_code == 200, sent.text
+            assert self.wait_for_job(summary["job_id"])["state"] == "ok"  # its ticket redeemed in the web process
+        assert watch.plugin_connects >= 3, "the watch saw none of the requests' cloud calls"
+        assert watch.violations == []
 
     # -- who may transfer where -------------------------------------------------------------------
 

@@ -8,15 +8,13 @@ Two Galaxies, one per class, each with its own cluster started before Galaxy and
   a get and a send, and a get and a send that wait in the queue (the node busy with another job)
   for longer than a token lives, which still transfer;
 - S3 through alice's OIDC login (moto's STS AssumeRoleWithWebIdentity), secretless: a get and a
-  send.
-
-Not here yet (README "Slurm"): a job cancelled with ``scancel`` mid-transfer. Without Slurm
-accounting Galaxy's CLI runner takes a job that left squeue for done, with exit code 0.
+  send, and a send of a 200 MiB dataset cancelled with ``scancel`` while its parts go up.
 
 That a job ran in Slurm is shown by Slurm itself: the job's external id (Galaxy's admin API) is a
 Slurm job that completed, named after the Galaxy job, its output file in the job's directory.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -239,3 +237,39 @@ class TestS3WebIdentityJobsInSlurm(SlurmJobsTestCase, OidcLoginTestCase, Federat
 
     def test_get_and_send_run_in_slurm(self):
         self.get_and_send_through_slurm()
+
+    def test_a_send_cancelled_in_slurm_mid_transfer_ends_in_error_and_leaves_nothing(self):
+        """Galaxy's Slurm CLI plugin takes a job that left squeue for done, and a missing exit code
+        file (the job script was killed) for exit code 0: before the tools' END_OF_JOB line this
+        job ended ``ok``, its multipart upload left in the bucket."""
+        body = os.urandom(LARGE_SIZE)
+        summary = self.start_get("large/reads.bin", body)
+        self.wait_for_job_ok(summary["job_id"])
+        assert hashlib.sha256(self.dataset_bytes(summary["id"])).digest() == hashlib.sha256(body).digest()
+
+        label = self.cloud_send(summary["id"])
+        key, job_id = label["object"], label["job_id"]
+        slurm_id = self.slurm_job_of(job_id)
+        self.wait_until_parts_go_up(key, job_id)
+
+        self.slurm.cancel(slurm_id)
+
+        job = self.wait_for_job(job_id)
+        assert self.slurm.wait_for_state(slurm_id, ("CANCELLED",)) == "CANCELLED"
+        assert job["state"] == "error", job
+        assert "did not run to its end" in json.dumps(job)
+        # Nothing was sent, nothing says it was, nothing is left half-sent, and no ticket stays.
+        assert key not in self.cloud.admin.list_keys(self.cloud.bucket)
+        assert key not in self.cloud.admin.multipart_uploads(self.cloud.bucket)
+        assert not [line for line in (job.get("tool_stdout") or "").splitlines() if line.startswith("Sent ")], job
+        assert credentials_files(self.job_directory(job_id)) == []
+
+    def wait_until_parts_go_up(self, key: str, job_id: str, timeout: float = 120) -> None:
+        """Until the send's multipart upload has begun (S3 lists it): the transfer is under way."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if key in self.cloud.admin.multipart_uploads(self.cloud.bucket):
+                return
+            assert self._get(f"jobs/{job_id}").json()["state"] not in ENDED, "the send ended before it was cancelled"
+            time.sleep(0.1)
+        raise AssertionError(f"no multipart upload of {key} began within {timeout} s")

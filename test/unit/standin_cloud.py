@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Iterable, Iterator, Optional
 from urllib.parse import quote, unquote
 
+from galaxy_cloud_storage.providers.cancellation import open_for_sending
 from galaxy_cloud_storage.providers.cloud import Cloud
 from galaxy_cloud_storage.providers.names import NameRules
 from galaxy_cloud_storage.providers.settings import ProviderAuthzConfig, ProviderSettings, Secret
@@ -121,7 +122,7 @@ class DirectoryStorage(StorageBackend):
         target = self._object_path(bucket, key)
         fd, partial = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".upload-")
         try:
-            with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+            with open_for_sending(path) as src, os.fdopen(fd, "wb") as dst:
                 shutil.copyfileobj(src, dst, self.part_size)
             os.replace(partial, target)  # the object appears whole, or not at all
         except BaseException:

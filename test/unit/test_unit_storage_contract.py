@@ -211,3 +211,47 @@ def test_credentials_repr_hides_secrets_and_json_keeps_them(case):
     for name in hidden:
         assert f"value-of-{name}" not in shown
     assert kind.from_json(json.loads(json.dumps(example.to_json()))) == example
+
+
+# -- a job told to stop ------------------------------------------------------------------------------
+
+
+class StoppedAfter:
+    """``storage.STOPPED`` as the job's SIGTERM handler leaves it, after ``reads``
+    checks: the upload is stopped partway, after its first bytes went."""
+
+    def __init__(self, reads: int):
+        self.reads = reads
+
+    def is_set(self) -> bool:
+        self.reads -= 1
+        return self.reads < 0
+
+
+@pytest.mark.parametrize("reads", [0, 1])
+def test_a_stopped_job_stops_its_upload_and_leaves_no_object(case, tmp_path, monkeypatch, reads):
+    storage = case.storage(**case.small_parts)
+    source = write(tmp_path / "source", os.urandom(12 * MiB))
+    monkeypatch.setattr(base, "STOPPED", StoppedAfter(reads))
+
+    with pytest.raises(base.TransferStopped, match="stopped"):
+        storage.upload(source, case.bucket, "stopped.bin")
+
+    monkeypatch.undo()
+    assert "stopped.bin" not in case.admin.keys(case.bucket)
+    assert storage.stat(case.bucket, "stopped.bin") is None
+
+
+def test_a_stopped_job_keeps_nothing_of_a_download(case, tmp_path, monkeypatch):
+    """Where the SDK moves the bytes by itself (Azure's, GCS's downloaders), it may finish after the
+    job was stopped: its output still never becomes the dataset's file."""
+    storage = case.storage(**case.small_parts)
+    case.admin.put(case.bucket, "to-stop.bin", os.urandom(6 * MiB))
+    target = tmp_path / "dataset.dat"
+    target.write_bytes(b"")  # Galaxy creates its output files before the job runs
+    monkeypatch.setattr(base, "STOPPED", StoppedAfter(0))
+
+    with pytest.raises(base.TransferStopped):
+        storage.download(case.bucket, "to-stop.bin", str(target))
+
+    assert os.listdir(tmp_path) == []

@@ -4,9 +4,11 @@ tell Galaxy the sniffed datatypes."""
 
 import json
 import os
+import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
 
 import pytest
@@ -14,9 +16,12 @@ from ticket_office import TicketOffice
 
 from galaxy_cloud_storage.contracts import Delegation, MintingFailure
 from galaxy_cloud_storage.jobs import credentials_files, write_private_file
+from galaxy_cloud_storage.providers import storage
+from galaxy_cloud_storage.providers.aws import storage as aws_storage
+from galaxy_cloud_storage.providers.cancellation import s3transfer_progress
 from galaxy_cloud_storage.transfer import datatypes
 from galaxy_cloud_storage.transfer.datatypes import GALAXY_JSON
-from galaxy_cloud_storage.transfer.job import main, read_ticket
+from galaxy_cloud_storage.transfer.job import END_OF_JOB, main, read_ticket
 
 BUCKET = "job-bucket"
 
@@ -237,3 +242,78 @@ def test_without_galaxys_datatypes_galaxy_is_left_to_sniff(tmp_path, monkeypatch
 
 def test_galaxys_datatypes_are_found_in_galaxys_venv():
     assert datatypes.has_galaxy_datatypes()
+
+
+@pytest.fixture(autouse=True)
+def sigterm_restored():
+    """``main`` installs its SIGTERM handler in this process: put pytest's back, and the flag down."""
+    before = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, before)
+    storage.STOPPED.clear()
+
+
+def test_a_send_stopped_by_sigterm_aborts_its_upload_and_does_not_say_it_ended(
+    moto_s3, office, tmp_path, capsys, monkeypatch
+):
+    """As ``scancel`` stops a job: SIGTERM while the parts go up. The multipart upload is aborted,
+    and stdout lacks END_OF_JOB, which the tools' <stdio> requires (Galaxy gets no exit code
+    from a job its batch system killed)."""
+    monkeypatch.chdir(working(tmp_path))
+    admin = moto_s3.admin()
+    admin.create_bucket(Bucket=BUCKET)
+    (tmp_path / "d0.dat").write_bytes(os.urandom(12 * 1024 * 1024))
+    terminated = []
+
+    def progress_then_sigterm(sent: int) -> None:
+        if not terminated:  # once, when the first part's bytes go
+            terminated.append(sent)
+            os.kill(os.getpid(), signal.SIGTERM)
+        s3transfer_progress(sent)
+
+    monkeypatch.setattr(aws_storage, "s3transfer_progress", progress_then_sigterm)
+    settings = {"s3_endpoint_url": moto_s3.endpoint_url, "part_size": 5 * 1024 * 1024}
+    delegation = {
+        "provider": "aws",
+        "settings": settings,
+        "config": {},
+        "credentials": {"access_key_id": "k", "secret_access_key": "s", "session_token": None, "expiration": None},
+    }
+    items = [{"key": "stopped.bin", "path": str(tmp_path / "d0.dat")}]
+    manifest, credentials = write_job_files(tmp_path, moto_s3, office, {"items": items}, delegation)
+
+    assert main(["send", manifest, credentials]) == 128 + signal.SIGTERM
+
+    out, err = capsys.readouterr()
+    assert terminated and "stopped (SIGTERM)" in err
+    assert END_OF_JOB not in out and "Sent " not in out
+    assert "Contents" not in admin.list_objects_v2(Bucket=BUCKET)
+    assert admin.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_a_job_that_ran_to_its_end_says_so(moto_s3, office, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(working(tmp_path))
+    moto_s3.admin().create_bucket(Bucket=BUCKET)
+    missing = {"key": "none.txt", "path": str(tmp_path / "out0.dat"), "output": "output0"}
+    manifest, credentials = write_job_files(tmp_path, moto_s3, office, {"items": [missing], "input_args": {}})
+
+    assert main(["get", manifest, credentials]) == 1  # a failure, reported: the job still ran to its end
+
+    assert capsys.readouterr().out.splitlines()[-1] == END_OF_JOB
+
+
+def test_a_stopped_job_exits_after_its_grace_even_if_a_transfer_cannot_unwind():
+    """Galaxy's local runner never sends the SIGKILL after its SIGTERM (it checks only the job
+    script, already gone): a transfer stuck on a cloud that stopped answering must not live on."""
+    stuck = (
+        "import os, signal, time\n"
+        "from galaxy_cloud_storage.transfer import job\n"
+        "job.STOP_GRACE = 0.5\n"
+        "signal.signal(signal.SIGTERM, job.stop)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(60)  # a transfer that does not notice\n"
+    )
+    started = time.monotonic()
+    finished = subprocess.run([sys.executable, "-c", stuck], timeout=30)
+    assert finished.returncode == 128 + signal.SIGTERM
+    assert time.monotonic() - started < 20

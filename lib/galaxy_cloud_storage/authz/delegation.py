@@ -15,6 +15,7 @@ from ..config import PluginConfig
 from ..contracts import Delegation
 from ..model import CloudAuthz
 from ..providers import cloud, quiet_sdk_debug_logging
+from ..sessions import release_connection
 from .errors import ReauthenticationRequired
 from .manager import CloudAuthzManager
 
@@ -39,6 +40,7 @@ class CredentialBroker:
         secrets = self.authz_manager.read_secrets(authz) if authz.vaulted_fields else {}
         config = plugin.authz_config_model.model_validate({**authz.config, **secrets})
         quiet_sdk_debug_logging()
+        release_connection(self.app.model.session)  # minting waits on the cloud's token service
         credentials = plugin.mint(settings, config, GalaxyOidcLogin(self.app, authz, user))
         return Delegation(
             provider=authz.provider,
@@ -92,10 +94,12 @@ class GalaxyOidcLogin:
         label = backend.config.get("LABEL") or provider
         relogin = f"Log in to Galaxy again with '{label}', then retry."
         on_the_fly_config(session)
+        release_connection(session)  # a refresh waits on the identity provider
         try:
             value = token.get_id_token(Strategy(None, {}, Storage, backend.config))
             if kind != "id_token":
                 value = (token.extra_data or {}).get(kind)
+            release_connection(session)  # the exchange that follows waits on the cloud
         except Exception as e:  # social-core raises requests and auth errors alike
             log.info("Refreshing the id_token of identity %s failed: %s", token.id, e)
             raise ReauthenticationRequired(

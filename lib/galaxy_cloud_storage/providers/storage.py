@@ -13,6 +13,7 @@ import abc
 import logging
 import os
 import tempfile
+import threading
 import typing
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
@@ -84,6 +85,20 @@ class MissingCredentials(StorageError):
 
 class InvalidObjectName(StorageError):
     """A bucket or key its cloud cannot hold (names.NameRules); refused before any call."""
+
+
+# Set by the transfer job's SIGTERM handler (transfer.job.stop); providers.cancellation makes the
+# transfers under way notice it.
+STOPPED = threading.Event()
+
+
+class TransferStopped(StorageError):
+    """The job was stopped (SIGTERM) while this object moved; nothing of it was kept."""
+
+
+def check_not_stopped() -> None:
+    if STOPPED.is_set():
+        raise TransferStopped("the job was stopped (SIGTERM) before it was whole; nothing of it was kept")
 
 
 @dataclass(frozen=True)
@@ -179,6 +194,7 @@ class StorageBackend(abc.ABC):
         os.close(fd)
         try:
             written = self._download_into(bucket, key, partial)
+            check_not_stopped()  # whatever the SDK did meanwhile, a stopped job's output stays empty
             os.replace(partial, path)
         except BaseException as e:
             remove_file(partial)

@@ -15,7 +15,9 @@ datatypes registry does not weigh on this one's memory (invariant 8).
 import json
 import os
 import resource
+import signal
 import sys
+import threading
 from typing import Optional
 
 import requests
@@ -23,7 +25,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from ..contracts import GetManifest, JOB_CREDENTIALS, JobCredentials, MintingFailure, SendManifest
-from ..providers.storage import StorageBackend
+from ..providers.storage import STOPPED, StorageBackend
 from .engine import get_objects, ItemResult, send_files
 
 
@@ -124,8 +126,38 @@ def run_send(backend: StorageBackend, manifest: SendManifest) -> int:
     return report(send_files(backend, bucket, items), "Sent")
 
 
+# The tools' last line of stdout when the job ran to its end, failures included. The tools'
+# <stdio> fails a job whose stdout lacks it: a job killed before its end (by scancel or a lost
+# node) leaves no exit code file, and Galaxy's runners then take it for exit code 0.
+END_OF_JOB = "galaxy-cloud-storage: the transfer job ran to its end"
+
+
+# Seconds a stopped job has to unwind before it exits anyway, within Slurm's KillWait (30 s).
+STOP_GRACE = 20
+
+
+def stop(signum, frame) -> None:
+    """SIGTERM, as a batch system stops a job: every transfer unwinds (providers.cancellation).
+    Then exit, unwound or not: Galaxy's local runner signals the job's process group but checks
+    only its own child, the job script, which SIGTERM ends at once, so it never sends the SIGKILL
+    that would end a transfer stuck on a cloud that stopped answering (test_gravity's restart)."""
+    STOPPED.set()
+    deadline = threading.Timer(STOP_GRACE, os._exit, args=(128 + signal.SIGTERM,))
+    deadline.daemon = True
+    deadline.start()
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    action, manifest_path, credentials_path = argv if argv is not None else sys.argv[1:]
+    signal.signal(signal.SIGTERM, stop)
+    status = transfer(*(argv if argv is not None else sys.argv[1:]))
+    if STOPPED.is_set():
+        print("The job was stopped (SIGTERM) before its end; what was not whole was not kept.", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    print(END_OF_JOB)
+    return status
+
+
+def transfer(action: str, manifest_path: str, credentials_path: str) -> int:
     ticket = read_ticket(credentials_path)
     with open(manifest_path) as fh:
         manifest_json = fh.read()

@@ -28,6 +28,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError
 
+from ..cancellation import s3transfer_progress
 from ..storage import AccessDenied, JsonCredentials, ObjectInfo, StorageBackend, StorageError
 from . import AwsCloud, AwsSettings
 
@@ -186,12 +187,12 @@ class AwsStorage(StorageBackend):
 
     def _download_into(self, bucket: str, key: str, partial: str) -> int:
         # s3transfer writes a temporary file beside ``partial`` and renames it when complete.
-        self.client.download_file(bucket, key, partial, Config=self.transfer_config)
+        self.client.download_file(bucket, key, partial, Config=self.transfer_config, Callback=s3transfer_progress)
         return os.path.getsize(partial)
 
     def _upload(self, path: str, size: int, bucket: str, key: str) -> None:
         # On any failure s3transfer aborts the multipart upload, so no hidden parts are left.
-        self.client.upload_file(path, bucket, key, Config=self.transfer_config)
+        self.client.upload_file(path, bucket, key, Config=self.transfer_config, Callback=s3transfer_progress)
 
     def _storage_error(
         self, error: Exception, action: str, bucket: str, key: Optional[str], what: str

@@ -30,6 +30,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobServiceClient, ExponentialRetry
 
+from ..cancellation import open_for_sending
 from ..storage import AccessDenied, JsonCredentials, ObjectInfo, StorageBackend, StorageError
 from . import AzureCloud, AzureSettings
 
@@ -171,7 +172,7 @@ class AzureStorage(StorageBackend):
         return written
 
     def _upload(self, path: str, size: int, bucket: str, key: str) -> None:
-        with open(path, "rb") as fh:
+        with open_for_sending(path) as fh:
             # Above max_single_put_size the SDK stages blocks of max_block_size, CONCURRENCY at a
             # time, each read from the file as it goes, then commits the block list: a failure
             # before the commit leaves only uncommitted blocks, which are never visible and which

@@ -34,6 +34,7 @@ from google.cloud.storage.exceptions import DataCorruption
 from google.cloud.storage.retry import DEFAULT_RETRY
 from google.oauth2.credentials import Credentials as AccessTokenCredentials
 
+from ..cancellation import open_for_sending
 from ..storage import AccessDenied, JsonCredentials, ObjectInfo, StorageBackend, StorageError
 from . import GcpCloud, GcpSettings
 
@@ -152,7 +153,7 @@ class GcsStorage(StorageBackend):
         # an upload that fails before leaves no object, only an unfinished session that GCS drops
         # after a week (invariant 7). On a CRC32C mismatch the library deletes the object it made.
         blob = self.client.bucket(bucket).blob(key, chunk_size=self.chunk_size)
-        with open(path, "rb") as source:
+        with open_for_sending(path) as source:
             blob.upload_from_file(source, size=size, checksum="crc32c", retry=self.retry, timeout=REQUEST_TIMEOUT)
 
     # -- errors -------------------------------------------------------------------------------

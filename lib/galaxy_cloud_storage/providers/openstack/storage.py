@@ -37,8 +37,9 @@ from swiftclient.client import Connection
 from swiftclient.exceptions import ClientException
 from swiftclient.utils import LengthWrapper
 
+from ..cancellation import open_for_sending
 from ..settings import MiB
-from ..storage import AccessDenied, JsonCredentials, ObjectInfo, StorageBackend, StorageError
+from ..storage import AccessDenied, check_not_stopped, JsonCredentials, ObjectInfo, StorageBackend, StorageError
 from . import OpenStackCloud, OpenStackSettings
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,7 @@ class SwiftStorage(StorageBackend):
             expected = int(headers["content-length"])
             with open(partial, "wb") as fh:
                 for chunk in body:
+                    check_not_stopped()
                     fh.write(chunk)
                 written = fh.tell()
         if written != expected:
@@ -178,7 +180,7 @@ class SwiftStorage(StorageBackend):
     # -- uploads --------------------------------------------------------------------------------
 
     def _put_whole(self, path: str, size: int, bucket: str, key: str) -> None:
-        with open(path, "rb") as fh, self._connection() as conn:
+        with open_for_sending(path) as fh, self._connection() as conn:
             _put_checked(conn, bucket, key, fh, 0, size)
 
     def _put_large(self, path: str, size: int, bucket: str, key: str) -> None:
@@ -198,7 +200,7 @@ class SwiftStorage(StorageBackend):
                 return None
             offset, length = index * segment_size, min(segment_size, size - index * segment_size)
             started.add(names[index])
-            with open(path, "rb") as fh, self._connection() as conn:
+            with open_for_sending(path) as fh, self._connection() as conn:
                 etag = _put_checked(conn, segments_container, names[index], fh, offset, length)
             return {"path": f"/{segments_container}/{names[index]}", "etag": etag, "size_bytes": length}
 
