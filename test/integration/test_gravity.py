@@ -11,11 +11,14 @@ import hashlib
 import json
 import os
 import random
+import signal
 import time
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 
+from galaxy_cloud_storage.jobs import credentials_files
 from galaxy_cloud_storage_testing import local_clouds, localgalaxy
 from galaxy_cloud_storage_testing.gravity_galaxy import GravityGalaxy
 
@@ -275,27 +278,74 @@ def test_no_secret_left_in_any_file(galaxy, cloud, transfers):
 
 # --- faults of the deployment: the job handlers restarted under transfer jobs ---------------------
 #
-# Handlers stopped while a transfer is requested. (What an admin's `galaxyctl restart handler` does
-# to a RUNNING transfer job, from Galaxy 26.1's code, for the tests still to land:
+# What an admin's `galaxyctl restart handler` does to a transfer job, from Galaxy 26.1's code:
 # supervisord sends each handler SIGTERM (and waits gravity's stop_timeout, 65 s, before SIGKILL);
 # galaxy-main shuts down; the local runner waits up to monitor_thread_join_timeout (30 s by default)
-# for its worker threads, i.e. for its running jobs, then kills their process groups (SIGTERM, and
-# SIGKILL a second later) and fails them ("job terminated by Galaxy shutdown"). A job the dying
+# for its worker threads, i.e. for its running jobs, then signals their process groups (SIGTERM,
+# and SIGKILL a second later only if its own child, the job script, is still there: it is not, so
+# the transfer, which unwinds on SIGTERM, exits by itself within transfer.job.STOP_GRACE) and fails
+# them ("job terminated by Galaxy shutdown"). A job the dying
 # handler did not get to fail is still `running` when the handler starts again, and
 # LocalJobRunner.recover fails it ("This job was killed when Galaxy was restarted"): local jobs
 # are never re-attached or re-run. Jobs not yet dispatched to a runner are queued again
 # (JobHandlerQueue._check_job_at_startup). A transfer that ends within the 30 s ends normally; to
 # reach the case where Galaxy kills it (any transfer of more than 30 s, e.g. a few GiB), the test
-# freezes the Swift proxy (SIGSTOP) once bytes are flowing, so the transfers are held mid-way.)
+# freezes the Swift proxy (SIGSTOP) once bytes are flowing, so the transfers are held mid-way.
 
 LARGE_OBJECT = "restart/large.bin"
 LARGE_SIZE = 400 * MiB  # 25 Swift segments of 16 MiB when sent back
+KILLED_MESSAGES = ("job terminated by Galaxy shutdown", "This job was killed when Galaxy was restarted")
 
 
 def object_bytes(size: int, seed: int) -> bytes:
     """Incompressible bytes, the same for a seed (a truncated or shifted copy differs in its hash)."""
     generator = random.Random(seed)  # randbytes of more than 256 MiB at once overflows a C int
     return b"".join(generator.randbytes(min(MiB, size - start)) for start in range(0, size, MiB))
+
+
+def swift_proxy_pid(cloud) -> int:
+    """The Swift proxy's process (one, workers = 0): the one listening on its auth URL's port."""
+    port = urlsplit(cloud.settings["v1_auth_url"]).port
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if port in listening_tcp_ports(int(entry)):
+                    return int(entry)
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+    raise AssertionError(f"no process listens on the Swift proxy's port {port}")
+
+
+def partial_downloads(directory: str) -> list[tuple[str, int]]:
+    """The transfer's partial files (StorageBackend.download: ``.<dataset file>.<random>.part``)."""
+    found = []
+    for parent, _, names in os.walk(directory):
+        for name in names:
+            if name.endswith(".part"):
+                path = os.path.join(parent, name)
+                try:
+                    found.append((path, os.path.getsize(path)))
+                except OSError:
+                    continue
+    return found
+
+
+def process_group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_until(condition, what: str, timeout: float = 300, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def job_row(galaxy, job_id: str) -> dict:
@@ -346,3 +396,140 @@ def test_a_get_requested_while_the_handlers_are_down_waits_then_runs(
     assert job["state"] == "ok", job
     assert job_row(galaxy, job["id"])["handler"] in galaxy.handler_names
     assert client.dataset_sha256(get_while_handlers_down["item"]["id"]) == large_object
+
+
+def restart_handlers_mid_transfer(galaxy, client, cloud, job_id: str, moving) -> dict:
+    """``galaxyctl restart handler`` once job ``job_id`` is ``moving()`` bytes; Swift held still
+    meanwhile (see above), and let go once Galaxy has killed the job. One transfer per restart: a
+    get and a send started together do not reliably overlap (a 400 MiB get can end before a send
+    has put its first segment). Returns the job as it ended, and what was seen on the way."""
+    try:
+        wait_until(moving, "the transfer moving bytes", timeout=300, interval=0.1)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; the job: {job_row(galaxy, job_id)}") from e
+    at_restart = job_row(galaxy, job_id)
+    proxy = swift_proxy_pid(cloud)
+    os.kill(proxy, signal.SIGSTOP)
+    try:
+        partial_at_restart = partial_downloads(galaxy.directory)
+        started = time.monotonic()
+        restart = galaxy.galaxyctl_in_background("restart", "handler")
+        process_group = int(at_restart["job_runner_external_id"])
+        wait_until(lambda: not process_group_alive(process_group), "Galaxy killing the job", timeout=240, interval=0.5)
+        killed_after = time.monotonic() - started
+    finally:
+        os.kill(proxy, signal.SIGCONT)
+    restart_output, _ = restart.communicate(timeout=600)
+    assert restart.returncode == 0, restart_output
+    ended = client.wait_for_job(job_id, timeout=600)
+    return {
+        "at_restart": at_restart,
+        "partial_at_restart": partial_at_restart,
+        "killed_after": killed_after,
+        "ended": ended,
+        "row": job_row(galaxy, job_id),
+        "job_directory": galaxy.job_directory(galaxy.decode_id(job_id)),
+    }
+
+
+@pytest.fixture(scope="module")
+def get_killed_by_a_restart(galaxy, client, cloud, history_id, authz_id, large_object, get_while_handlers_down):
+    got = client.post(
+        "cloud/storage/get",
+        {"history_id": history_id, "authz_id": authz_id, "bucket": cloud.bucket, "objects": [LARGE_OBJECT]},
+    )
+    assert got.status_code == 200, got.text
+    (item,) = got.json()
+
+    def downloading() -> bool:
+        return any(size > 0 for _, size in partial_downloads(galaxy.directory))
+
+    return {**restart_handlers_mid_transfer(galaxy, client, cloud, item["job_id"], downloading), "dataset": item["id"]}
+
+
+@pytest.fixture(scope="module")
+def send_killed_by_a_restart(galaxy, client, cloud, history_id, authz_id, get_while_handlers_down):
+    sent = client.post(
+        "cloud/storage/send",
+        {
+            "history_id": history_id,
+            "authz_id": authz_id,
+            "bucket": cloud.bucket,
+            "dataset_ids": [get_while_handlers_down["item"]["id"]],
+        },
+    )
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["failed_dataset_labels"] == [], sent.text
+    (label,) = [json.loads(label) for label in sent.json()["sent_dataset_labels"]]
+    sent_object = label["object"]  # the dataset's name, made unique in the bucket
+    assert sent_object != LARGE_OBJECT, label
+
+    def uploading() -> bool:
+        return bool(cloud.admin.list_keys(f"{cloud.bucket}_segments", prefix=f"{sent_object}/"))
+
+    return {**restart_handlers_mid_transfer(galaxy, client, cloud, label["job_id"], uploading), "object": sent_object}
+
+
+def test_handler_restart_kills_a_running_get_which_fails_with_galaxys_message(client, get_killed_by_a_restart):
+    restarted = get_killed_by_a_restart
+    assert restarted["at_restart"]["state"] == "running", restarted["at_restart"]
+    # Bytes had arrived (the partial file may already be whole, not yet renamed into the dataset).
+    assert any(size > 0 for _, size in restarted["partial_at_restart"]), restarted["partial_at_restart"]
+    # Galaxy waited its monitor_thread_join_timeout (30 s) for the job before killing it.
+    assert restarted["killed_after"] >= 30, restarted["killed_after"]
+    assert restarted["ended"]["state"] == "error", restarted["ended"]
+    assert restarted["row"]["info"].startswith(KILLED_MESSAGES), restarted["row"]
+    dataset = client.dataset(restarted["dataset"])
+    assert dataset["state"] == "error", dataset
+    assert dataset["file_size"] == 0, dataset  # never the bytes it had when killed
+
+
+def test_handler_restart_kills_a_running_send_which_leaves_no_partial_object(
+    cloud, large_object, send_killed_by_a_restart
+):
+    restarted = send_killed_by_a_restart
+    assert restarted["at_restart"]["state"] == "running", restarted["at_restart"]
+    assert restarted["ended"]["state"] == "error", restarted["ended"]
+    assert restarted["row"]["info"].startswith(KILLED_MESSAGES), restarted["row"]
+    # The manifest is written last, after every segment: a killed send makes no object, unless its
+    # manifest had reached Swift before Swift was frozen (Swift then completes that PUT, the client
+    # gone or not), and then the object is whole. Never a part of it.
+    if restarted["object"] in cloud.admin.list_keys(cloud.bucket):
+        stored = cloud.admin.get_object(cloud.bucket, restarted["object"])
+        assert hashlib.sha256(stored).hexdigest() == large_object
+    else:
+        with pytest.raises(KeyError):
+            cloud.admin.get_object(cloud.bucket, restarted["object"])
+
+
+def test_killed_transfer_jobs_leave_no_ticket_and_no_secret(
+    galaxy, cloud, get_killed_by_a_restart, send_killed_by_a_restart
+):
+    """The job redeemed (and deleted) its ticket as it started. Whether Galaxy removed the failed
+    job's directory depends on who failed it (JobWrapper.fail cleans up, with cleanup_job's default
+    ``always``; recovery's change of state does not): either way, no ticket is left in it, and no
+    secret in any file of this Galaxy."""
+    for restarted in (get_killed_by_a_restart, send_killed_by_a_restart):
+        assert credentials_files(restarted["job_directory"]) == [], restarted["job_directory"]
+    assert files_holding(galaxy.directory, cloud.secrets) == []
+
+
+def files_holding(directory: str, secrets: list[str]) -> list[str]:
+    """Files under ``directory`` holding any of ``secrets``, read in blocks (datasets of 400 MiB)."""
+    needles = [secret.encode() for secret in secrets]
+    overlap = max(len(needle) for needle in needles)
+    holding = []
+    for parent, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(parent, name)
+            if not os.path.isfile(path) or os.path.islink(path):
+                continue
+            with open(path, "rb") as fh:
+                tail = b""
+                while block := fh.read(16 * MiB):
+                    window = tail + block
+                    if any(needle in window for needle in needles):
+                        holding.append(os.path.relpath(path, directory))
+                        break
+                    tail = window[-overlap:]
+    return holding
