@@ -9,6 +9,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -246,11 +247,15 @@ def test_galaxys_datatypes_are_found_in_galaxys_venv():
 
 @pytest.fixture(autouse=True)
 def sigterm_restored():
-    """``main`` installs its SIGTERM handler in this process: put pytest's back, and the flag down."""
+    """``main`` installs its SIGTERM handler in this process: put pytest's back, the flag down, and
+    disarm the exit its handler set after STOP_GRACE, which would end pytest itself (exit 143)."""
     before = signal.getsignal(signal.SIGTERM)
     yield
     signal.signal(signal.SIGTERM, before)
     storage.STOPPED.clear()
+    for thread in threading.enumerate():
+        if isinstance(thread, threading.Timer) and thread.function is os._exit:
+            thread.cancel()
 
 
 def test_a_send_stopped_by_sigterm_aborts_its_upload_and_does_not_say_it_ended(
