@@ -260,3 +260,19 @@ class FederatedCloudTestCase(LocalCloudTestCase):
     @classmethod
     def cloud_identity(cls) -> OidcIdentity:
         return OidcIdentity(issuer=cls.issuer, audience=oidc_provider.CLIENT_ID, subject=SUBJECT)
+
+
+class AliceSecretlessS3TestCase(OidcLoginTestCase, FederatedCloudTestCase):
+    """S3 (moto) through alice's OIDC login, no stored secret anywhere: ``cls.authz_id`` is her
+    authorization, for the tests that run her jobs under another runner (Slurm, Pulsar)."""
+
+    provider = "aws"
+
+    @classmethod
+    def set_up_logins(cls):
+        super().set_up_logins()
+        response = cls.api_as(cls.alice, "post", "cloud/authz", json={
+            "provider": "aws", "authn_id": cls.alice.authn_id, "config": cls.cloud.authz_config,
+        })  # fmt: skip
+        assert response.status_code == 200, response.text
+        cls.authz_id = response.json()["id"]

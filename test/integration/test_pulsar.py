@@ -25,7 +25,7 @@ import yaml
 from base import CloudStorageTestCase, LocalCloudTestCase
 from galaxy.model import Job
 from galaxy_test.base.populators import DatasetPopulator
-from oidc_base import FederatedCloudTestCase, OidcLoginTestCase
+from oidc_base import AliceSecretlessS3TestCase
 
 from galaxy_cloud_storage.jobs import credentials_files
 from galaxy_cloud_storage.pulsar_recovery import end_interrupted_jobs, MESSAGE
@@ -276,19 +276,8 @@ class TestSwiftJobsOnPulsar(PulsarJobsTestCase, LocalCloudTestCase):
         raise AssertionError(f"the output of job {job_id} did not begin on Pulsar within {timeout} s")
 
 
-class TestS3WebIdentityJobsOnPulsar(PulsarJobsTestCase, OidcLoginTestCase, FederatedCloudTestCase):
+class TestS3WebIdentityJobsOnPulsar(PulsarJobsTestCase, AliceSecretlessS3TestCase):
     """S3 (moto) through alice's OIDC login: no stored secret anywhere."""
-
-    provider = "aws"
-
-    @classmethod
-    def set_up_logins(cls):
-        super().set_up_logins()
-        response = cls.api_as(cls.alice, "post", "cloud/authz", json={
-            "provider": "aws", "authn_id": cls.alice.authn_id, "config": cls.cloud.authz_config,
-        })  # fmt: skip
-        assert response.status_code == 200, response.text
-        cls.authz_id = response.json()["id"]
 
     def issued_credentials(self) -> dict:
         issued = {}

@@ -27,7 +27,7 @@ import requests
 import yaml
 from base import CloudStorageTestCase, LocalCloudTestCase
 from galaxy_test.base.populators import DatasetPopulator
-from oidc_base import FederatedCloudTestCase, OidcLoginTestCase
+from oidc_base import AliceSecretlessS3TestCase
 
 from galaxy_cloud_storage.jobs import credentials_files
 from galaxy_cloud_storage_testing.slurm_cluster import SlurmCluster
@@ -221,19 +221,8 @@ class TestSwiftJobsInSlurm(SlurmJobsTestCase, LocalCloudTestCase):
             assert credentials_files(self.job_directory(job_id)) == []
 
 
-class TestS3WebIdentityJobsInSlurm(SlurmJobsTestCase, OidcLoginTestCase, FederatedCloudTestCase):
+class TestS3WebIdentityJobsInSlurm(SlurmJobsTestCase, AliceSecretlessS3TestCase):
     """S3 (moto) through alice's OIDC login: no stored secret anywhere."""
-
-    provider = "aws"
-
-    @classmethod
-    def set_up_logins(cls):
-        super().set_up_logins()
-        response = cls.api_as(cls.alice, "post", "cloud/authz", json={
-            "provider": "aws", "authn_id": cls.alice.authn_id, "config": cls.cloud.authz_config,
-        })  # fmt: skip
-        assert response.status_code == 200, response.text
-        cls.authz_id = response.json()["id"]
 
     def test_get_and_send_run_in_slurm(self):
         self.get_and_send_through_slurm()
