@@ -25,13 +25,12 @@ from .names import InvalidName, NameRules
 if TYPE_CHECKING:
     from .cloud import Cloud
 
-if TYPE_CHECKING:
-    from .cloud import Cloud
-
 log = logging.getLogger(__name__)
 
 STAT_WORKERS = 16  # parallel HEAD requests for stat_many
 LISTING_LIMIT = 10000  # past this many objects under a prefix, stat_many asks key by key instead
+MAX_PAGE_SIZE = 1000  # the most any cloud returns in one listing call (S3's MaxKeys, Azure, GCS, Swift)
+DELIMITERS = (None, "/")  # a listing is recursive (None) or by folder ("/")
 
 
 class JsonCredentials:
@@ -107,6 +106,33 @@ class ObjectInfo:
     size: int
 
 
+@dataclass(frozen=True)
+class BucketInfo:
+    """A bucket (container) the credentials can see; ``created`` where the cloud says (S3, GCS)."""
+
+    name: str
+    created: Optional[datetime] = None
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    key: str
+    size: int
+    last_modified: Optional[datetime] = None
+
+
+@dataclass(frozen=True)
+class ListingPage:
+    """One listing call's answer, in the cloud's order."""
+
+    objects: list[ListedObject]
+    #: the common prefixes under the listing's prefix, each ending in the delimiter (only with one)
+    folders: list[str]
+    #: the cloud's own continuation of this listing (S3's ContinuationToken, Azure's marker, GCS's
+    #: pageToken, Swift's marker), None on the last page
+    continuation: Optional[str]
+
+
 class StorageBackend(abc.ABC):
     """One cloud account, reached with one user's short-lived credentials at admin-set endpoints."""
 
@@ -156,6 +182,31 @@ class StorageBackend(abc.ABC):
         server; any error means "cannot list" (stat_many then asks key by key)."""
         self._check_names(bucket)
         return self._list_sizes(bucket, prefix, limit)
+
+    def list_buckets(self) -> list[BucketInfo]:
+        """The buckets these credentials may see; AccessDenied where they may not list them (a role
+        scoped to one bucket), which says nothing about the buckets they may use."""
+        try:
+            return self._list_buckets()
+        except Exception as e:
+            self._raise(e, "list", None)
+
+    def list_page(
+        self, bucket: str, prefix: str, delimiter: Optional[str], limit: int, continuation: Optional[str] = None
+    ) -> ListingPage:
+        """One page of what is under ``prefix``, with exactly one listing call to the cloud, whatever
+        the page's position: at most ``limit`` (1 to MAX_PAGE_SIZE) objects and folders together;
+        folders only with a ``delimiter`` (recursive without). ``continuation`` is a page's own, as
+        this backend returned it; walking the pages yields every key once, in the cloud's order."""
+        if delimiter not in DELIMITERS:
+            raise ValueError(f"delimiter must be one of {DELIMITERS}")
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise ValueError(f"limit must be 1 to {MAX_PAGE_SIZE}")
+        self._check_names(bucket)
+        try:
+            return self._list_page(bucket, prefix, delimiter, limit, continuation)
+        except Exception as e:
+            self._raise(e, "list", bucket)
 
     def stat_many(self, bucket: str, keys: list[str]) -> list[Optional[ObjectInfo]]:
         """``stat`` of each key, in order. One listing under the keys' common prefix answers for
@@ -233,6 +284,14 @@ class StorageBackend(abc.ABC):
     def _list_sizes(self, bucket: str, prefix: str, limit: int) -> Iterable[tuple[str, int]]: ...
 
     @abc.abstractmethod
+    def _list_buckets(self) -> list[BucketInfo]: ...
+
+    @abc.abstractmethod
+    def _list_page(
+        self, bucket: str, prefix: str, delimiter: Optional[str], limit: int, continuation: Optional[str]
+    ) -> ListingPage: ...
+
+    @abc.abstractmethod
     def _download_into(self, bucket: str, key: str, partial: str) -> int:
         """Write the whole object into the existing file ``partial``; returns the bytes written,
         or raises (a short read included)."""
@@ -257,7 +316,9 @@ class StorageBackend(abc.ABC):
         except InvalidName as e:
             raise InvalidObjectName(str(e)) from None
 
-    def _what(self, bucket: str, key: Optional[str]) -> str:
+    def _what(self, bucket: Optional[str], key: Optional[str]) -> str:
+        if bucket is None:  # the account's bucket listing
+            return f"the {self.noun}s of this account"
         return f"object '{key}' in {self.noun} '{bucket}'" if key is not None else f"{self.noun} '{bucket}'"
 
     def _missing_bucket(self, bucket: str) -> BucketNotFound:
@@ -266,7 +327,7 @@ class StorageBackend(abc.ABC):
     def _missing_object(self, bucket: str, key: str) -> ObjectNotFound:
         return ObjectNotFound(f"Object '{key}' does not exist in {self.noun} '{bucket}'")
 
-    def _raise(self, error: Exception, action: str, bucket: str, key: Optional[str] = None) -> NoReturn:
+    def _raise(self, error: Exception, action: str, bucket: Optional[str], key: Optional[str] = None) -> NoReturn:
         """Raise a StorageError saying what failed and why, fit for a user; unknown errors pass as they are."""
         if isinstance(error, StorageError):
             raise error
