@@ -10,6 +10,7 @@ SwiftService has its own object pool and gets the workload in one call.
 import base64
 import hashlib
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,17 @@ class Reference:
     def fingerprint(self, path: str, size: int) -> Optional[str]:
         """What ``head`` reports for ``path``'s bytes sent in the plugin's parts; None where the
         server keeps nothing comparable (then only sizes are checked)."""
+        raise NotImplementedError
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """One small object in one request (browse_bench.py's seeding; safe from several threads)."""
+        raise NotImplementedError
+
+    def list_page(
+        self, prefix: str, delimiter: Optional[str], limit: int, token: Optional[str]
+    ) -> tuple[list[str], list[str], Optional[str]]:
+        """One listing call: the page's keys, its folders (common prefixes, with a delimiter) and the
+        cloud's own token of the next page (None after the last), as the SDK pages it."""
         raise NotImplementedError
 
     def download_all(self, pairs: list[tuple[str, str]]) -> None:
@@ -169,6 +181,20 @@ class Boto3Reference(Reference):
     def upload(self, path, key):
         self.client.upload_file(path, self.bucket, key, Config=self.transfer)
 
+    def put_bytes(self, key, data):
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+
+    def list_page(self, prefix, delimiter, limit, token):
+        extra = {"Delimiter": delimiter} if delimiter else {}
+        if token:
+            extra["ContinuationToken"] = token
+        page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=limit, **extra)
+        return (
+            [item["Key"] for item in page.get("Contents", [])],
+            [item["Prefix"] for item in page.get("CommonPrefixes", [])],
+            page.get("NextContinuationToken"),
+        )
+
     def head(self, key):
         head = self.client.head_object(Bucket=self.bucket, Key=key)
         return head["ContentLength"], head["ETag"].strip('"')
@@ -254,6 +280,23 @@ class AzureBlobReference(Reference):
                 fh, length=os.path.getsize(path), overwrite=True, max_concurrency=self.concurrency
             )
 
+    def put_bytes(self, key, data):
+        self.service.get_blob_client(self.bucket, key).upload_blob(data, overwrite=True)
+
+    def list_page(self, prefix, delimiter, limit, token):
+        from azure.storage.blob import BlobPrefix
+
+        container = self.service.get_container_client(self.bucket)
+        if delimiter:  # walk_blobs is list_blobs with a delimiter: BlobPrefix items are the folders
+            paged = container.walk_blobs(name_starts_with=prefix, delimiter=delimiter, results_per_page=limit)
+        else:
+            paged = container.list_blobs(name_starts_with=prefix, results_per_page=limit)
+        pages = paged.by_page(token)
+        items = list(next(pages))  # one List Blobs call (a BlobPrefix lists nothing until iterated)
+        folders = [item.name for item in items if isinstance(item, BlobPrefix)]
+        keys = [item.name for item in items if not isinstance(item, BlobPrefix)]
+        return keys, folders, pages.continuation_token or None
+
     def head(self, key):
         properties = self.service.get_blob_client(self.bucket, key).get_blob_properties()
         md5 = properties.content_settings.content_md5
@@ -333,6 +376,17 @@ class GcsReference(Reference):
     def upload(self, path, key):
         self.client.bucket(self.bucket).blob(key, chunk_size=self.chunk_size).upload_from_filename(path)
 
+    def put_bytes(self, key, data):
+        self.client.bucket(self.bucket).blob(key).upload_from_string(data)
+
+    def list_page(self, prefix, delimiter, limit, token):
+        listing = self.client.list_blobs(
+            self.bucket, prefix=prefix, delimiter=delimiter, page_size=limit, page_token=token
+        )
+        page = next(listing.pages)  # one objects.list call
+        keys = [blob.name for blob in page]
+        return keys, sorted(page.prefixes), listing.next_page_token
+
     def head(self, key):
         blob = self.client.bucket(self.bucket).get_blob(key)
         return blob.size, blob.md5_hash
@@ -393,6 +447,34 @@ class SwiftServiceReference(Reference):
             "part_size": self.segment_size,
             "parts_in_parallel": self.concurrency,
         }
+
+    def connection(self):
+        """A swiftclient Connection of this thread's own (one is not safe across threads), with the
+        job's storage URL and token."""
+        from swiftclient.client import Connection
+
+        from galaxy_cloud_storage.providers.openstack import storage as openstack
+
+        local = self.__dict__.setdefault("_local", threading.local())
+        if not hasattr(local, "connection"):
+            local.connection = Connection(
+                preauthurl=self.credentials.storage_url, preauthtoken=self.credentials.token,
+                cacert=self.settings.get("ca_bundle"), retries=openstack.RETRIES,
+            )  # fmt: skip
+        return local.connection
+
+    def put_bytes(self, key, data):
+        self.connection().put_object(self.bucket, key, data)
+
+    def list_page(self, prefix, delimiter, limit, token):
+        # Swift has no page token: the next page starts after the last name (the marker).
+        _, items = self.connection().get_container(
+            self.bucket, prefix=prefix, delimiter=delimiter, limit=limit, marker=token or ""
+        )
+        keys = [item["name"] for item in items if "name" in item]
+        folders = [item["subdir"] for item in items if "subdir" in item]
+        last = items[-1].get("name", items[-1].get("subdir")) if len(items) == limit else None
+        return keys, folders, last
 
     @staticmethod
     def _check(results) -> None:
