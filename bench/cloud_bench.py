@@ -152,12 +152,17 @@ class Bench:
             raise RuntimeError(f"{action} {label}: {response.status_code} {response.text[:500]}")
         return response.json(), t0, api_s
 
-    def plugin_get(self, keys: list[str], label: str, watch: bool = False, total_bytes: int = 0) -> dict:
+    def plugin_get(
+        self, keys: list[str], label: str, watch: bool = False, total_bytes: int = 0, select: Optional[dict] = None
+    ) -> dict:
+        """A get of ``keys`` (or of what ``select`` names instead, e.g. ``{"prefix": ...}``, which
+        must come to ``keys``), timed from the API call until the job and every dataset are ok."""
         history_id = self.gx.new_history(f"bench {label}")
         watcher = JobProcessWatcher(self.galaxy_process.pid, total_bytes) if watch else None
         if watcher:
             watcher.start()
-        payload = {"history_id": history_id, "authz_id": self.authz_id, "bucket": self.bucket, "objects": keys}
+        payload = {"history_id": history_id, "authz_id": self.authz_id, "bucket": self.bucket}
+        payload.update(select or {"objects": keys})
         summaries, t0, api_s = self.timed_call("get", label, payload)
         job_id = summaries[0]["job_id"]
         states = self.gx.wait_job(job_id, t0)
@@ -166,6 +171,7 @@ class Bench:
         result = {
             "total_s": round(total_s, 3), "api_s": round(api_s, 3), "job_states_s": states,
             "history_id": history_id, "job_id": job_id, "dataset_ids": [s["id"] for s in summaries],
+            "dataset_names": [s["name"] for s in summaries], "job_ids": sorted({s["job_id"] for s in summaries}),
             "dataset_states": sorted({d["state"] for d in datasets}),
             "extensions": sorted({d["extension"] for d in datasets}),
         }  # fmt: skip
