@@ -198,6 +198,26 @@ def log_tail(path: Path, lines: int = 40) -> str:
 # -- the demo --------------------------------------------------------------------------------------
 
 
+# The example folder each demo bucket holds, for the README's walkthrough: a few BED files, and a
+# paired-end FASTQ run that a folder get makes one list:paired collection of.
+EXAMPLE_READ = "@{name}\nACGTACGTAC\n+\nIIIIIIIIII\n"
+EXAMPLES = {
+    "examples/peaks/rep1.bed": "chr1\t100\t200\tpeak1\t0\t+\nchr1\t300\t400\tpeak2\t0\t-\n",
+    "examples/peaks/rep2.bed": "chr2\t150\t250\tpeak3\t0\t+\n",
+    "examples/peaks/README.txt": "Peaks of two replicates.\n",
+    **{
+        f"examples/run-1/sample{n}_R{r}.fastq": EXAMPLE_READ.format(name=f"sample{n}.read1/{r}")
+        for n in (1, 2)
+        for r in (1, 2)
+    },
+}
+
+
+def put_examples(cloud) -> None:
+    for key, text in EXAMPLES.items():
+        cloud.admin.put_object(cloud.bucket, key, text.encode())
+
+
 def run(demo_dir: Path, galaxy_port: int, oidc_port: int, providers: tuple, services: list, clouds: list) -> NoReturn:
     (demo_dir / "logs").mkdir(parents=True, exist_ok=True)
     (demo_dir / "demo.json").unlink(missing_ok=True)  # a stale one would look like a started demo
@@ -217,6 +237,7 @@ def run(demo_dir: Path, galaxy_port: int, oidc_port: int, providers: tuple, serv
         shutil.rmtree(workdir, ignore_errors=True)
         say(f"Starting {provider}'s storage (logs: {workdir})")
         clouds.append(local_clouds.start_cloud(provider, str(workdir), identity))
+        put_examples(clouds[-1])
         pause(0)
     plugin_config = {"providers": {name: {"enabled": False} for name in local_clouds.PROVIDERS}}
     plugin_config["providers"].update({cloud.provider: cloud.settings for cloud in clouds})

@@ -2,9 +2,9 @@
 
 import json
 import logging
-from typing import Annotated, Callable
+from typing import Annotated, Callable, Literal, Optional, Union
 
-from fastapi import Body, Path, Request
+from fastapi import Body, Path, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from galaxy import exceptions
@@ -15,12 +15,18 @@ from galaxy.webapps.galaxy.api import depends, DependsOnTrans, DependsOnUser, Ro
 from .authz.manager import CloudAuthzManager
 from .contracts import JOB_CREDENTIALS
 from .manager import CloudManager
+from .providers.storage import MAX_PAGE_SIZE
 from .schema import (
+    BucketName,
     CloudAuthzListResponse,
     CloudAuthzResponse,
+    CloudBucket,
     CloudDatasetSummary,
+    CloudObjectListing,
     CloudStorageGetPayload,
+    CloudStorageGetPlan,
     CloudStorageSendPayload,
+    CloudStorageSendPlan,
     CloudStorageSendResponse,
     CreateCloudAuthzPayload,
     DecodedDatabaseIdField,
@@ -205,40 +211,94 @@ class FastAPICloudAuthz:
         return deleted
 
 
+AuthzIdQueryParam = Annotated[
+    DecodedDatabaseIdField,
+    Query(..., title="Authorization ID", description="The encoded id of one of your cloud authorizations."),
+]
+BucketQueryParam = Annotated[BucketName, Query(..., description="The bucket (Azure, Swift: container).")]
+PrefixQueryParam = Annotated[
+    str, Query(max_length=1024, description="Only keys that start with this, e.g. `runs/run-7/` for a folder.")
+]
+DelimiterQueryParam = Annotated[
+    Optional[Literal["/"]],
+    Query(description="`/` lists one folder level (its sub-folders in `folders`); left out, everything below."),
+]
+LimitQueryParam = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Most objects and folders in one page.")]
+PageTokenQueryParam = Annotated[
+    Optional[str],
+    Query(max_length=4096, description="The previous page's `next_page_token` (the same bucket, prefix, delimiter)."),
+]
+
+
 @router.cbv
 class FastAPICloudStorage:
     manager: CloudManager = depends(CloudManager)
 
+    @router.get(
+        "/api/cloud/storage/buckets",
+        summary="List the buckets (containers) one of your cloud authorizations can see.",
+        response_description="Each bucket's name, and when it was created where the cloud says (S3, GCS).",
+    )
+    def buckets(self, authz_id: AuthzIdQueryParam, trans: ProvidesUserContext = DependsOnTrans) -> list[CloudBucket]:
+        """403 where the authorization may not list buckets (a role scoped to one bucket, say): such a
+        bucket can still be named in the object listing, get and send."""
+        return self.manager.buckets(trans, authz_id)
+
+    @router.get(
+        "/api/cloud/storage/objects",
+        summary="List a bucket's objects and folders, one page at a time.",
+        response_description="One page, in the cloud's order; `next_page_token` is null on the last one.",
+    )
+    def objects(
+        self,
+        authz_id: AuthzIdQueryParam,
+        bucket: BucketQueryParam,
+        prefix: PrefixQueryParam = "",
+        delimiter: DelimiterQueryParam = None,
+        limit: LimitQueryParam = 100,
+        page_token: PageTokenQueryParam = None,
+        trans: ProvidesUserContext = DependsOnTrans,
+    ) -> CloudObjectListing:
+        """Each page is one listing call to the cloud, whatever its position (the token carries the
+        cloud's own continuation); walking every page gives every key once."""
+        return self.manager.objects(trans, authz_id, bucket, prefix, delimiter, limit, page_token)
+
     @router.post(
         "/api/cloud/storage/get",
-        summary="Copy objects from a cloud bucket into a history.",
-        response_description="One new dataset per object, in the order given, all made by one job.",
+        summary="Copy objects, or a folder, from a cloud bucket into a history.",
+        response_description="One new dataset per object, in the order given (a collection's element order), all "
+        "made by one job; with `dry_run`, the plan.",
         route_class_override=LimitedBodyRoute,
+        response_model_exclude_none=True,
     )
     def get(
         self,
         trans: ProvidesUserContext = DependsOnTrans,
         payload: CloudStorageGetPayload = Body(...),
-    ) -> list[CloudDatasetSummary]:
+    ) -> Union[list[CloudDatasetSummary], CloudStorageGetPlan]:
         """Checks the history, the authorization, the bucket and every object first: a request that
         fails queues no job and creates no dataset. Then one job copies all objects, with
         credentials minted when it runs. Follow it in `/api/jobs/{job_id}`; each dataset's `id` works
-        with `/api/datasets/{id}`."""
+        with `/api/datasets/{id}`. With `collection`, the datasets are the elements of one new
+        collection (`collection_id`)."""
         return self.manager.get(trans, payload)
 
     @router.post(
         "/api/cloud/storage/send",
-        summary="Copy datasets of a history into a cloud bucket.",
-        response_description="Which datasets were queued for sending, under which object names, by which job.",
+        summary="Copy datasets and collections of a history into a cloud bucket.",
+        response_description="Which datasets were queued for sending, under which object names, by which job; "
+        "with `dry_run`, the plan.",
         route_class_override=LimitedBodyRoute,
     )
     def send(
         self,
         trans: ProvidesUserContext = DependsOnTrans,
         payload: CloudStorageSendPayload = Body(...),
-    ) -> CloudStorageSendResponse:
+    ) -> Union[CloudStorageSendResponse, CloudStorageSendPlan]:
         """Sends the given datasets (or all of the history's) as objects named after them (spaces as
-        `_`). Datasets that are not `ok` or are deleted are reported in `failed_dataset_labels`."""
+        `_`), and each given collection's datasets under a folder of its name, all after
+        `key_prefix`. Datasets that are not `ok` or are deleted are reported in
+        `failed_dataset_labels`."""
         return self.manager.send(trans, payload)
 
 

@@ -42,6 +42,9 @@ class PluginConfig(AdminModel):
     max_request_bytes: int = Field(
         1024 * 1024, ge=1024, description="Largest request body the plugin's routes accept (bytes)."
     )
+    max_objects_per_request: int = Field(
+        10000, ge=1, description="Most objects one get or send may copy (a folder get counts what it selects)."
+    )
     source: Optional[str] = Field(None, exclude=True, description="The file this was read from, if any.")
 
     def provider(self, name: str) -> ProviderSettings:

@@ -90,7 +90,8 @@ def mount(asgi_app: FastAPI, gx_app) -> FastAPI:
     LimitedBodyRoute.max_request_bytes = config.max_request_bytes
     authz_manager = CloudAuthzManager(config, gx_app.vault)
     gx_app[CloudAuthzManager] = authz_manager
-    gx_app[CloudManager] = CloudManager(gx_app, authz_manager, CredentialBroker(gx_app, config, authz_manager))
+    broker = CredentialBroker(gx_app, config, authz_manager)
+    gx_app[CloudManager] = CloudManager(gx_app, authz_manager, broker, config)
     gx_app[JobTickets] = JobTickets(gx_app)
     forget_credentials_of_ended_jobs(gx_app)  # a user deletes a waiting job in the web process
     added = _insert_before_catch_all(app)

@@ -16,6 +16,7 @@ import json
 import os
 
 from base import LocalCloudTestCase
+from folder_suite import FolderSuite, MAX_OBJECTS
 from galaxy_test.base.populators import DatasetPopulator
 
 from galaxy_cloud_storage.providers import cloud
@@ -43,6 +44,10 @@ class CloudTransferSuite(LocalCloudTestCase):
     """The tests; a subclass names its ``provider``."""
 
     keys_and_bytes = COMMON_KEYS_AND_BYTES
+
+    @classmethod
+    def plugin_settings(cls) -> dict:
+        return {**super().plugin_settings(), "max_objects_per_request": MAX_OBJECTS}
 
     def setUp(self):
         super().setUp()
@@ -314,21 +319,21 @@ class CloudTransferSuite(LocalCloudTestCase):
             assert hashlib.sha256(secret.encode()).hexdigest() not in json.dumps(as_admin)
 
 
-class TestAwsTransfers(CloudTransferSuite):
+class TestAwsTransfers(FolderSuite, CloudTransferSuite):
     provider = "aws"
     keys_and_bytes = {**COMMON_KEYS_AND_BYTES, **PATH_ESCAPING_KEYS_AND_BYTES}
 
 
-class TestAzureTransfers(CloudTransferSuite):
+class TestAzureTransfers(FolderSuite, CloudTransferSuite):
     provider = "azure"
 
 
-class TestGcsTransfers(CloudTransferSuite):
+class TestGcsTransfers(FolderSuite, CloudTransferSuite):
     provider = "gcp"
     keys_and_bytes = {**COMMON_KEYS_AND_BYTES, **PATH_ESCAPING_KEYS_AND_BYTES}
 
 
-class TestSwiftTransfers(CloudTransferSuite):
+class TestSwiftTransfers(FolderSuite, CloudTransferSuite):
     provider = "openstack"
 
 

@@ -63,6 +63,7 @@ providers:
     keystone_url: https://keystone.example.org:5000/v3
     region: RegionOne
 max_request_bytes: 4096
+max_objects_per_request: 500
 """,
     )
     config = load_config(path)
@@ -74,6 +75,7 @@ max_request_bytes: 4096
     assert config.providers.aws.sts_region == "eu-west-1"
     assert str(config.providers.openstack.keystone_url) == "https://keystone.example.org:5000/v3"
     assert config.max_request_bytes == 4096
+    assert config.max_objects_per_request == 500
 
 
 def test_empty_file_gives_defaults(tmp_path):
@@ -105,6 +107,7 @@ def test_unknown_key_refused(tmp_path, text, named):
         ("providers: [aws]\n", "providers"),
         ("max_request_bytes: lots\n", "max_request_bytes"),
         ("max_request_bytes: 10\n", "max_request_bytes"),  # below the 1024 floor
+        ("max_objects_per_request: 0\n", "max_objects_per_request"),
     ],
 )
 def test_wrong_type_refused(tmp_path, text, named):
