@@ -289,8 +289,14 @@ class BrowseBench(Bench):
         for _ in range(self.args.repeat):
             plan, _, api_s = self.timed_call("get", "dry run", payload)
             runs.append(round(api_s, 4))
-        shape = sorted(plan) if isinstance(plan, dict) else f"a list of {len(plan)}"
-        self.record("dry_run", {"runs_s": runs, "median_s": median(runs), "answer_shape": shape,
+        planned = plan.get("objects", []) if isinstance(plan, dict) else []
+        self.check(
+            "dry run: the plan lists every object of the folder",
+            sorted(p.get("key") for p in planned) == [obj.key for obj in self.folder],
+            f"{len(planned)} planned",
+        )
+        self.record("dry_run", {"runs_s": runs, "median_s": median(runs), "planned_objects": len(planned),
+                                "total_bytes": plan.get("total_bytes") if isinstance(plan, dict) else None,
                                 "answer_head": json.dumps(plan)[:500]})  # fmt: skip
 
     def run(self) -> dict:
@@ -403,8 +409,8 @@ def report(results: dict) -> list[str]:
         lines.extend("    " + line for line in breakdown(runs[len(runs) // 2]))
     if "dry_run" in m:
         lines.append(
-            f"dry run of the folder get: API {m['dry_run']['median_s']:.3f} s, answer {m['dry_run']['answer_shape']}"
-            "  (for information)"
+            f"dry run of the folder get: API {m['dry_run']['median_s']:.3f} s (runs {m['dry_run']['runs_s']}), "
+            f"a plan of {m['dry_run']['planned_objects']} objects  (for information)"
         )
     failed = [c for c in results["checks"] if not c["ok"]]
     lines.append(
