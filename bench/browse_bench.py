@@ -190,7 +190,8 @@ class BrowseBench(Bench):
         from galaxy_cloud_storage.providers import cloud
 
         plugin = cloud(self.provider)
-        parts: dict = {"credentials_s": [], "backend_build_s": [], "list_page_1_s": [], "list_page_deep_s": []}
+        parts: dict = {name: [] for name in ("credentials_s", "backend_build_s", "list_page_1_s", "list_page_1_again_s",
+                                             "list_page_deep_s")}  # fmt: skip
         try:
             for _ in range(self.args.repeat):
                 started = time.monotonic()
@@ -199,15 +200,17 @@ class BrowseBench(Bench):
                 started = time.monotonic()
                 backend = plugin.storage(plugin.settings_model(**self.cloud.settings), credentials, config)
                 parts["backend_build_s"].append(round(time.monotonic() - started, 4))
-                for name, token in (("list_page_1_s", None), ("list_page_deep_s", deep_token)):
+                # A new backend's first call opens its connection; the next ones reuse it.
+                for name, token in (("list_page_1_s", None), ("list_page_1_again_s", None),
+                                    ("list_page_deep_s", deep_token)):  # fmt: skip
                     started = time.monotonic()
                     page = backend.list_page(self.bucket, LIST_PREFIX, delimiter, self.args.page_size, token)
                     parts[name].append(round(time.monotonic() - started, 4))
-                self.check(
-                    "the plugin's list_page, given the SDK's token, lists the SDK's deep page",
-                    [o.key for o in page.objects] == deep_keys,
-                    str([o.key for o in page.objects][:2]),
-                )
+            self.check(
+                "the plugin's list_page, given the SDK's token, lists the SDK's deep page",
+                [o.key for o in page.objects] == deep_keys,
+                str([o.key for o in page.objects][:2]),
+            )
         except Exception as e:  # a diagnosis only: the figures above stand without it
             return {"unavailable": repr(e)[:500]}
         # A plugin route that reads the authorization and touches no cloud: Galaxy's own cost of a request.
@@ -351,9 +354,10 @@ def listing_lines(entry: dict, mode: str, sdk: str, ratios: dict) -> list[str]:
     elif d:
         lines.append(
             f"    of which, timed from the bench (medians): credentials {d['credentials_s']['median_s']:.3f} s, "
-            f"backend build {d['backend_build_s']['median_s']:.3f} s, the plugin's list_page page 1 "
-            f"{d['list_page_1_s']['median_s']:.3f} s, page {deep} {d['list_page_deep_s']['median_s']:.3f} s "
-            f"(a new backend's first call); Galaxy alone (GET cloud/authz/ID) {d['authz_show_s']['median_s']:.3f} s"
+            f"backend build {d['backend_build_s']['median_s']:.3f} s, the plugin's list_page: page 1 on that new "
+            f"backend {d['list_page_1_s']['median_s']:.3f} s, then again {d['list_page_1_again_s']['median_s']:.3f} s, "
+            f"page {deep} {d['list_page_deep_s']['median_s']:.3f} s; Galaxy alone (GET cloud/authz/ID) "
+            f"{d['authz_show_s']['median_s']:.3f} s"
         )
     return lines
 
