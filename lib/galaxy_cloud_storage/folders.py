@@ -16,6 +16,7 @@ place in a pair, is an error naming them.
 """
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Iterable, Optional, Sequence
@@ -71,9 +72,11 @@ class Pair:
     reverse: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Named:
-    """What Galaxy's auto_pair takes: something with a ``name``."""
+    """What Galaxy's auto_pair takes: something with a ``name``. Compared by identity: auto_pair
+    removes each paired read from a list (quadratic), and a dataclass's __eq__ made that 5 s for
+    10,000 reads, 0.5 s with object's own."""
 
     name: str
 
@@ -84,8 +87,7 @@ def pair_keys(relative_keys: Sequence[str]) -> list[Pair]:
     pairs = _sent_layout_pairs(relative_keys)
     if pairs is None:
         pairs = _galaxy_pairs(relative_keys)
-    names = [pair.name for pair in pairs]
-    if clashes := sorted({name for name in names if names.count(name) > 1}):
+    if clashes := sorted(name for name, count in Counter(pair.name for pair in pairs).items() if count > 1):
         raise FolderError(f"several pairs would be named {', '.join(map(repr, clashes))}: pair these reads by hand")
     return pairs
 

@@ -133,6 +133,10 @@ class AzuriteAdmin(StorageAdmin):
     def put_object(self, bucket: str, key: str, data: bytes) -> None:
         self.service().get_blob_client(bucket, key).upload_blob(data, overwrite=True)
 
+    def object_putter(self, bucket: str):
+        container = self.service().get_container_client(bucket)
+        return lambda key, data: container.upload_blob(key, data, overwrite=True)
+
     def get_object(self, bucket: str, key: str) -> bytes:
         try:
             return self.service().get_blob_client(bucket, key).download_blob().readall()

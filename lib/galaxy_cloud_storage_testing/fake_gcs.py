@@ -110,6 +110,10 @@ class FakeGcsAdmin(StorageAdmin):
     def put_object(self, bucket: str, key: str, data: bytes) -> None:
         self.client().bucket(bucket).blob(key).upload_from_string(data)
 
+    def object_putter(self, bucket: str):
+        found = self.client().bucket(bucket)
+        return lambda key, data: found.blob(key).upload_from_string(data)
+
     def get_object(self, bucket: str, key: str) -> bytes:
         try:
             return self.client().bucket(bucket).blob(key).download_as_bytes()

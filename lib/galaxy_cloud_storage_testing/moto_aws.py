@@ -54,6 +54,10 @@ class AwsAdmin(StorageAdmin):
     def put_object(self, bucket: str, key: str, data: bytes) -> None:
         self.client("s3").put_object(Bucket=bucket, Key=key, Body=data)
 
+    def object_putter(self, bucket: str):
+        s3 = self.client("s3")
+        return lambda key, data: s3.put_object(Bucket=bucket, Key=key, Body=data)
+
     def get_object(self, bucket: str, key: str) -> bytes:
         s3 = self.client("s3")
         try:

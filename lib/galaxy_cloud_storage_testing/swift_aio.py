@@ -257,6 +257,10 @@ class SwiftAdmin(storage_servers.StorageAdmin):
     def put_object(self, bucket: str, key: str, data: bytes) -> None:
         self.connection().put_object(bucket, key, data)
 
+    def object_putter(self, bucket: str):
+        connection = self.connection()
+        return lambda key, data: connection.put_object(bucket, key, data)
+
     def get_object(self, bucket: str, key: str) -> bytes:
         from swiftclient.exceptions import ClientException
 

@@ -321,6 +321,7 @@ class CloudTransferSuite(LocalCloudTestCase):
 
 class TestAwsTransfers(FolderSuite, CloudTransferSuite):
     provider = "aws"
+    authz_lists_buckets = False
     keys_and_bytes = {**COMMON_KEYS_AND_BYTES, **PATH_ESCAPING_KEYS_AND_BYTES}
 
 

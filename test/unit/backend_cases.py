@@ -9,14 +9,17 @@ exists (the denial each cloud can show here: unknown keys on an IAM-enforcing mo
 container, a service account granted another bucket, a Swift user the container is not shared with).
 """
 
+import contextlib
 import importlib
+import os
 import socket
 import sys
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 import pytest
+import requests
 
 from galaxy_cloud_storage.providers import cloud
 from galaxy_cloud_storage.providers.storage import ObjectInfo, StorageBackend
@@ -58,6 +61,10 @@ class BackendCase:
     missing_credentials: list
     build: Callable[[Any], StorageBackend]
     denied: Callable[[], Denied]
+    #: a backend whose credentials may not list the account's buckets
+    may_not_list: Callable[[], StorageBackend]
+    #: the requests a backend sends to its cloud within the block, as a list filled meanwhile
+    requests_sent: Callable[[StorageBackend], ContextManager[list]]
     #: what of the case's credentials must never show in a message
     secrets: list[str] = field(default_factory=list)
 
@@ -75,6 +82,54 @@ def put_a_run_of_objects(put: Callable[[str, bytes], None]) -> tuple[list[str], 
     keys = [f"run/{i:02d}.txt" for i in (3, 0, 29)] + ["run/missing.txt", "other/z.txt"]
     found = [ObjectInfo("run/03.txt", 3), ObjectInfo("run/00.txt", 0), ObjectInfo("run/29.txt", 29)]
     return keys, found + [None, ObjectInfo("other/z.txt", 2)]
+
+
+@contextlib.contextmanager
+def botocore_requests(backend):
+    """Each HTTP request botocore sends (its retries included), from the client's own event."""
+    sent = []
+
+    def record(request, **kwargs):
+        sent.append(request.url)
+
+    backend.client.meta.events.register("before-send.s3", record)
+    try:
+        yield sent
+    finally:
+        backend.client.meta.events.unregister("before-send.s3", record)
+
+
+@contextlib.contextmanager
+def requests_library_requests(backend):
+    """Each HTTP request sent through the requests library, which azure-core, google-cloud-storage
+    and swiftclient all use (the process's: the block must make no other)."""
+    sent, send = [], requests.Session.send
+
+    def record(session, request, **kwargs):
+        sent.append(request.url)
+        return send(session, request, **kwargs)
+
+    requests.Session.send = record
+    try:
+        yield sent
+    finally:
+        requests.Session.send = send
+
+
+@contextlib.contextmanager
+def directory_reads(backend):
+    """The stand-in's "requests": each read of a directory."""
+    sent, listdir = [], os.listdir
+
+    def record(path):
+        sent.append(path)
+        return listdir(path)
+
+    os.listdir = record
+    try:
+        yield sent
+    finally:
+        os.listdir = listdir
 
 
 def fresh_name() -> str:
@@ -127,6 +182,11 @@ def aws_case(moto_s3, moto_strict) -> BackendCase:
             AwsSettings(s3_endpoint_url=f"http://127.0.0.1:{dead_port()}"), credentials
         ),
         denied=denied,
+        # An IAM user allowed s3:* on one bucket only (no s3:ListAllMyBuckets).
+        may_not_list=lambda: AwsStorage(
+            AwsSettings(s3_endpoint_url=moto_strict.endpoint_url), AwsCredentials(*moto_strict.scoped_keys)
+        ),
+        requests_sent=botocore_requests,
         secrets=["user-test-secret", "user-test-token", "bogus-secret", "bogus-token"],
     )
 
@@ -159,6 +219,11 @@ def azure_case(azurite_http) -> BackendCase:
         missing_credentials=[None, AzureCredentials(), AzureCredentials(access_token="", sas_token="")],
         build=lambda credentials: AzureStorage(settings, credentials, account),
         denied=denied,
+        # A container's SAS may not list the account's containers.
+        may_not_list=lambda: AzureStorage(
+            settings, AzureCredentials(sas_token=azurite_http.container_sas(bucket)), account
+        ),
+        requests_sent=requests_library_requests,
         secrets=[dict(part.split("=", 1) for part in sas.split("&"))["sig"]],
     )
 
@@ -189,6 +254,9 @@ def gcp_case(fake_gcs, gcs_cloud) -> BackendCase:
         missing_credentials=[GcpCredentials(""), None],
         build=lambda credentials: GcsStorage(settings, credentials, config),
         denied=denied,
+        # Through the IAM front: object roles on one bucket, no storage.buckets.list on the project.
+        may_not_list=lambda: minted_backend(gcs_cloud),
+        requests_sent=requests_library_requests,
         secrets=[token.access_token],
     )
 
@@ -200,13 +268,14 @@ def openstack_case(swift, swift_admin) -> BackendCase:
     from galaxy_cloud_storage.providers.openstack.storage import SwiftCredentials, SwiftStorage
 
     settings = OpenStackSettings()
+    reader_login = (swift_aio.READER_USER, swift_aio.READER_KEY)
     storage_url, token = v1_token(swift, swift_aio.ADMIN_USER, swift_aio.ADMIN_KEY)
     bucket = swift_admin.create_bucket(fresh_name())
 
     def denied() -> Denied:
         swift_admin.put_object(bucket, "present", b"x")
-        reader_url, reader_token = v1_token(swift, swift_aio.READER_USER, swift_aio.READER_KEY)
-        return Denied(SwiftStorage(settings, SwiftCredentials(reader_url, reader_token), {}), bucket, "present")
+        reader = SwiftCredentials(*v1_token(swift, *reader_login))
+        return Denied(SwiftStorage(settings, reader, {}), bucket, "present")
 
     dead_url = f"http://127.0.0.1:{dead_port()}/v1/AUTH_test"
     return BackendCase(
@@ -221,6 +290,9 @@ def openstack_case(swift, swift_admin) -> BackendCase:
         missing_credentials=[None, SwiftCredentials("http://127.0.0.1:1/v1/AUTH_x", ""), SwiftCredentials("", "t")],
         build=lambda credentials: SwiftStorage(settings, credentials, {}),
         denied=denied,
+        # A user who is no account admin (tempauth: not in .admin) may not list the containers.
+        may_not_list=lambda: SwiftStorage(settings, SwiftCredentials(*v1_token(swift, *reader_login)), {}),
+        requests_sent=requests_library_requests,
         secrets=[token, "some-token"],
     )
 
@@ -252,6 +324,10 @@ def standin_case(directory) -> BackendCase:
         missing_credentials=[None, standin_cloud.DirectoryCredentials("")],
         build=lambda creds: standin_cloud.DirectoryStorage(settings, creds, {}),
         denied=denied,
+        may_not_list=lambda: standin_cloud.DirectoryStorage(
+            settings, standin_cloud.DirectoryCredentials("unknown-token"), {}
+        ),
+        requests_sent=directory_reads,
         secrets=[token],
     )
 

@@ -2,7 +2,8 @@
 
 ``moto_s3`` is a server without IAM enforcement, reset before each test that uses it.
 ``moto_strict`` is a second server with IAM enforcement on: it knows one IAM user allowed ``s3:*``,
-so tests can show that only the credentials given explicitly are used, and get real 403s.
+so tests can show that only the credentials given explicitly are used, and get real 403s; and one
+allowed ``s3:*`` on its bucket only (which may not list the account's buckets).
 """
 
 import json
@@ -44,6 +45,7 @@ class MotoServer:
 class StrictMoto(MotoServer):
     access_key_id: str = ""  # the IAM user's: the only keys this server accepts once set up
     secret_access_key: str = ""
+    scoped_keys: tuple[str, str] = ("", "")  # the IAM user's allowed the bucket only
     bucket: str = STRICT_BUCKET
     key: str = STRICT_KEY
 
@@ -102,7 +104,7 @@ def moto_s3(moto_server):
 
 # The calls the strict server lets through before it enforces IAM: exactly those of the set-up below
 # (an unsigned or unknown call after that gets 403, and unsigned STS calls crash moto with a 500).
-STRICT_FREE_CALLS = 5
+STRICT_FREE_CALLS = 8
 
 
 @pytest.fixture(scope="session")
@@ -118,6 +120,12 @@ def moto_strict(tmp_path_factory):
         iam.put_user_policy(UserName="tester", PolicyName="s3", PolicyDocument=json.dumps(policy))  # 4
         key = iam.create_access_key(UserName="tester")["AccessKey"]  # 5
         server.access_key_id, server.secret_access_key = key["AccessKeyId"], key["SecretAccessKey"]
+        iam.create_user(UserName="scoped")  # 6
+        resources = [f"arn:aws:s3:::{STRICT_BUCKET}", f"arn:aws:s3:::{STRICT_BUCKET}/*"]
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": resources}]}
+        iam.put_user_policy(UserName="scoped", PolicyName="s3", PolicyDocument=json.dumps(policy))  # 7
+        key = iam.create_access_key(UserName="scoped")["AccessKey"]  # 8
+        server.scoped_keys = (key["AccessKeyId"], key["SecretAccessKey"])
         yield server
     finally:
         _stop(server)

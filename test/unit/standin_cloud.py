@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import ClassVar, Iterable, Iterator, Optional
 from urllib.parse import quote, unquote
 
@@ -20,7 +21,10 @@ from galaxy_cloud_storage.providers.names import NameRules
 from galaxy_cloud_storage.providers.settings import ProviderAuthzConfig, ProviderSettings, Secret
 from galaxy_cloud_storage.providers.storage import (
     AccessDenied,
+    BucketInfo,
     JsonCredentials,
+    ListedObject,
+    ListingPage,
     ObjectInfo,
     StorageBackend,
     StorageError,
@@ -110,6 +114,47 @@ class DirectoryStorage(StorageBackend):
         for key in [key for key in keys if key.startswith(prefix)][:limit]:
             yield key, os.path.getsize(os.path.join(directory, quote(key, safe="")))
 
+    def _list_buckets(self) -> list[BucketInfo]:
+        """The buckets granted to the token; a token the store does not know may list none."""
+        if not os.path.isdir(self.root):
+            raise StoreUnreachable()
+        try:
+            with open(os.path.join(self.root, GRANTS, quote(self.token, safe=""))) as fh:
+                granted = fh.read().split()
+        except FileNotFoundError:
+            raise PermissionError(None) from None
+        return [BucketInfo(name) for name in sorted(set(granted)) if os.path.isdir(os.path.join(self.root, name))]
+
+    def _list_page(
+        self, bucket: str, prefix: str, delimiter: Optional[str], limit: int, continuation: Optional[str]
+    ) -> ListingPage:
+        """One read of the bucket's directory. The listing's entries (keys, and folders in their
+        first key's place) are in name order and unique, so the continuation is the last entry's
+        name and the next page the entries after it."""
+        directory = self._bucket_dir(bucket)
+        keys = sorted(unquote(name) for name in os.listdir(directory) if not name.startswith("."))
+        entries: list[tuple[str, bool]] = []  # (name, is a folder)
+        for key in keys:
+            if not key.startswith(prefix):
+                continue
+            end = key.find(delimiter, len(prefix)) if delimiter else -1
+            entry = (key[: end + 1], True) if end >= 0 else (key, False)
+            if entries and entries[-1] == entry:
+                continue
+            if continuation is None or entry[0] > continuation:
+                entries.append(entry)
+            if len(entries) > limit:
+                break
+        page = entries[:limit]
+        objects = [ListedObject(name, *self._size_and_time(directory, name)) for name, folder in page if not folder]
+        folders = [name for name, folder in page if folder]
+        return ListingPage(objects, folders, page[-1][0] if len(entries) > limit else None)
+
+    @staticmethod
+    def _size_and_time(directory: str, key: str) -> tuple[int, datetime]:
+        status = os.stat(os.path.join(directory, quote(key, safe="")))
+        return status.st_size, datetime.fromtimestamp(status.st_mtime, timezone.utc)
+
     def _download_into(self, bucket: str, key: str, partial: str) -> int:
         source = self._object_path(bucket, key)
         if not os.path.exists(source):
@@ -139,7 +184,7 @@ class DirectoryStorage(StorageBackend):
         if isinstance(error, KeyError):
             return self._missing_object(bucket, key)
         if isinstance(error, PermissionError) and error.args == (bucket,):
-            return AccessDenied(f"Access to {what} denied: the token may not {action} it")
+            return AccessDenied(f"Access to {what} denied: the token may not {action} {self._it(bucket)}")
         return None
 
 

@@ -13,8 +13,8 @@ from galaxy_cloud_storage.folders import (
     identifier_for_key,
     is_folder_marker,
     key_for_identifier,
-    pair_keys,
     Pair,
+    pair_keys,
     selected,
 )
 

@@ -321,6 +321,11 @@ class StorageBackend(abc.ABC):
             return f"the {self.noun}s of this account"
         return f"object '{key}' in {self.noun} '{bucket}'" if key is not None else f"{self.noun} '{bucket}'"
 
+    @staticmethod
+    def _it(bucket: Optional[str]) -> str:
+        """The pronoun of ``_what``'s words in a message: the account's buckets are "them"."""
+        return "them" if bucket is None else "it"
+
     def _missing_bucket(self, bucket: str) -> BucketNotFound:
         return BucketNotFound(f"{self.noun.capitalize()} '{bucket}' does not exist")
 

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Iterator, Optional
 
 import boto3
@@ -29,7 +29,16 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError
 
 from ..cancellation import s3transfer_progress
-from ..storage import AccessDenied, JsonCredentials, ObjectInfo, StorageBackend, StorageError
+from ..storage import (
+    AccessDenied,
+    BucketInfo,
+    JsonCredentials,
+    ListedObject,
+    ListingPage,
+    ObjectInfo,
+    StorageBackend,
+    StorageError,
+)
 from . import AwsCloud, AwsSettings
 
 log = logging.getLogger(__name__)
@@ -185,6 +194,27 @@ class AwsStorage(StorageBackend):
             for item in page.get("Contents", []):
                 yield item["Key"], item["Size"]
 
+    def _list_buckets(self) -> list[BucketInfo]:
+        buckets = self.client.list_buckets().get("Buckets", [])
+        return [BucketInfo(item["Name"], _utc(item.get("CreationDate"))) for item in buckets]
+
+    def _list_page(
+        self, bucket: str, prefix: str, delimiter: Optional[str], limit: int, continuation: Optional[str]
+    ) -> ListingPage:
+        # MaxKeys counts keys and common prefixes together. botocore asks for URL-encoded keys and
+        # decodes them, so that keys holding what XML cannot carry come back as they are.
+        arguments = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": limit}
+        if delimiter:
+            arguments["Delimiter"] = delimiter
+        if continuation:
+            arguments["ContinuationToken"] = continuation
+        page = self.client.list_objects_v2(**arguments)
+        return ListingPage(
+            objects=[ListedObject(o["Key"], o["Size"], _utc(o.get("LastModified"))) for o in page.get("Contents", [])],
+            folders=[p["Prefix"] for p in page.get("CommonPrefixes", [])],
+            continuation=page.get("NextContinuationToken") if page.get("IsTruncated") else None,
+        )
+
     def _download_into(self, bucket: str, key: str, partial: str) -> int:
         # s3transfer writes a temporary file beside ``partial`` and renames it when complete.
         self.client.download_file(bucket, key, partial, Config=self.transfer_config, Callback=s3transfer_progress)
@@ -205,7 +235,7 @@ class AwsStorage(StorageBackend):
         if isinstance(error, ClientError):
             code = error.response.get("Error", {}).get("Code", "")
             message = error.response.get("Error", {}).get("Message") or code
-            if code == "NoSuchBucket" or (_status(error) == 404 and key is None):
+            if bucket is not None and (code == "NoSuchBucket" or (_status(error) == 404 and key is None)):
                 return self._missing_bucket(bucket)
             if _status(error) == 404 or code == "NoSuchKey":
                 return self._missing_object(bucket, key)
@@ -214,7 +244,7 @@ class AwsStorage(StorageBackend):
                 reason = code if code and not code.isdigit() else f"HTTP {_status(error)}"
                 return AccessDenied(
                     f"Access to {what} denied ({reason}): the authorization's credentials may not "
-                    f"{action} it, or have expired"
+                    f"{action} {self._it(bucket)}, or have expired"
                 )
             return StorageError(f"Could not {action} {what}: {code} {message}")
         if isinstance(error, (EndpointConnectionError, ConnectTimeoutError)):
@@ -224,6 +254,10 @@ class AwsStorage(StorageBackend):
         if isinstance(error, BotoCoreError):
             return StorageError(f"Could not {action} {what}: {error}")
         return None
+
+
+def _utc(moment: Optional[datetime]) -> Optional[datetime]:
+    return moment.astimezone(timezone.utc) if moment is not None else None
 
 
 def _status(error: ClientError) -> int:

@@ -28,10 +28,19 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.blob import BlobServiceClient, ExponentialRetry
+from azure.storage.blob import BlobPrefix, BlobServiceClient, ExponentialRetry
 
 from ..cancellation import open_for_sending
-from ..storage import AccessDenied, JsonCredentials, ObjectInfo, StorageBackend, StorageError
+from ..storage import (
+    AccessDenied,
+    BucketInfo,
+    JsonCredentials,
+    ListedObject,
+    ListingPage,
+    ObjectInfo,
+    StorageBackend,
+    StorageError,
+)
 from . import AzureCloud, AzureSettings
 
 log = logging.getLogger(__name__)
@@ -160,6 +169,28 @@ class AzureStorage(StorageBackend):
         for blob in itertools.islice(blobs, limit):
             yield blob.name, blob.size
 
+    def _list_buckets(self) -> list[BucketInfo]:
+        # A container has a last-modified time but no creation time.
+        return [BucketInfo(container.name) for container in self.service.list_containers()]
+
+    def _list_page(
+        self, bucket: str, prefix: str, delimiter: Optional[str], limit: int, continuation: Optional[str]
+    ) -> ListingPage:
+        container = self.service.get_container_client(bucket)
+        # maxresults counts blobs and prefixes together; the continuation is Azure's NextMarker.
+        if delimiter:
+            listing = container.walk_blobs(name_starts_with=prefix or None, delimiter=delimiter, results_per_page=limit)
+        else:
+            listing = container.list_blobs(name_starts_with=prefix or None, results_per_page=limit)
+        pages = listing.by_page(continuation_token=continuation)
+        objects, folders = [], []
+        for item in next(pages):  # walk_blobs's BlobPrefix items list nothing until iterated
+            if isinstance(item, BlobPrefix):
+                folders.append(item.name)
+            else:
+                objects.append(ListedObject(item.name, item.size, _aware(item.last_modified)))
+        return ListingPage(objects, folders, pages.continuation_token or None)
+
     def _download_into(self, bucket: str, key: str, partial: str) -> int:
         with open(partial, "wb") as fh:
             # Ranged GETs of max_chunk_get_size, CONCURRENCY at a time, written at their offsets.
@@ -188,7 +219,7 @@ class AzureStorage(StorageBackend):
             return AccessDenied(f"Access to {what} denied: {error}; start the transfer again to get a new one")
         if isinstance(error, HttpResponseError) and error.status_code is not None:
             code = _code(error)
-            if code == "ContainerNotFound" or (error.status_code == 404 and key is None):
+            if bucket is not None and (code == "ContainerNotFound" or (error.status_code == 404 and key is None)):
                 return self._missing_bucket(bucket)
             if error.status_code == 404:
                 return self._missing_object(bucket, key)
@@ -196,7 +227,7 @@ class AzureStorage(StorageBackend):
                 reason = code or f"HTTP {error.status_code}"
                 return AccessDenied(
                     f"Access to {what} denied ({reason}): the authorization's credentials may not "
-                    f"{action} it, or have expired"
+                    f"{action} {self._it(bucket)}, or have expired"
                 )
             return StorageError(
                 f"Could not {action} {what}: HTTP {error.status_code} {code or error.reason or ''}".rstrip()

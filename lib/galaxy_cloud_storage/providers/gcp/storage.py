@@ -35,7 +35,16 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 from google.oauth2.credentials import Credentials as AccessTokenCredentials
 
 from ..cancellation import open_for_sending
-from ..storage import AccessDenied, JsonCredentials, ObjectInfo, StorageBackend, StorageError
+from ..storage import (
+    AccessDenied,
+    BucketInfo,
+    JsonCredentials,
+    ListedObject,
+    ListingPage,
+    ObjectInfo,
+    StorageBackend,
+    StorageError,
+)
 from . import GcpCloud, GcpSettings
 
 log = logging.getLogger(__name__)
@@ -123,6 +132,25 @@ class GcsStorage(StorageBackend):
         for blob in blobs:
             yield blob.name, blob.size or 0
 
+    def _list_buckets(self) -> list[BucketInfo]:
+        # The buckets of the record's project (storage.buckets.list on it, which object roles lack).
+        buckets = self.client.list_buckets(
+            fields="items(name,timeCreated),nextPageToken", retry=self.retry, timeout=REQUEST_TIMEOUT
+        )
+        return [BucketInfo(bucket.name, bucket.time_created) for bucket in buckets]
+
+    def _list_page(
+        self, bucket: str, prefix: str, delimiter: str | None, limit: int, continuation: str | None
+    ) -> ListingPage:
+        # maxResults counts items and prefixes together; the continuation is GCS's pageToken.
+        blobs = self.client.list_blobs(
+            bucket, prefix=prefix or None, delimiter=delimiter, page_size=limit, page_token=continuation,
+            fields="items(name,size,updated),prefixes,nextPageToken", retry=self.retry, timeout=REQUEST_TIMEOUT,
+        )  # fmt: skip
+        page = next(blobs.pages)
+        objects = [ListedObject(blob.name, blob.size or 0, blob.updated) for blob in page]
+        return ListingPage(objects, list(page.prefixes), blobs.next_page_token or None)
+
     def _download_into(self, bucket: str, key: str, partial: str) -> int:
         blob = self.client.bucket(bucket).blob(key)
         blob.reload(retry=self.retry, timeout=REQUEST_TIMEOUT)  # size, generation and CRC32C
@@ -165,6 +193,8 @@ class GcsStorage(StorageBackend):
             error = error.cause  # retries ran out: say why the last attempt failed
         if isinstance(error, api_exceptions.NotFound):
             # GCS's 404 body does not say whether the bucket or the object is missing.
+            if bucket is None:
+                return StorageError(f"Could not {action} {what}: the project was not found")
             if key is None or not self._bucket_exists(bucket):
                 return self._missing_bucket(bucket)
             return self._missing_object(bucket, key)
@@ -174,9 +204,10 @@ class GcsStorage(StorageBackend):
                 "has expired or was revoked; retry, or authorize again"
             )
         if isinstance(error, api_exceptions.Forbidden):
+            granted_on = "project" if bucket is None else "bucket"  # the account's buckets are the project's
             return AccessDenied(
                 f"Access to {what} denied (HTTP 403): the authorization's Google Cloud identity may "
-                f"not {action} it; check its IAM roles on the bucket"
+                f"not {action} {self._it(bucket)}; check its IAM roles on the {granted_on}"
             )
         # 412: a range of another generation than the one measured; 416: a range past its end.
         if isinstance(error, (api_exceptions.PreconditionFailed, api_exceptions.RequestRangeNotSatisfiable)):

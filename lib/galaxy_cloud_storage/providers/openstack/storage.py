@@ -28,7 +28,7 @@ import uuid
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Iterator, Optional
 from urllib.parse import unquote, urlsplit
 
@@ -39,7 +39,17 @@ from swiftclient.utils import LengthWrapper
 
 from ..cancellation import open_for_sending
 from ..settings import MiB
-from ..storage import AccessDenied, check_not_stopped, JsonCredentials, ObjectInfo, StorageBackend, StorageError
+from ..storage import (
+    AccessDenied,
+    BucketInfo,
+    check_not_stopped,
+    JsonCredentials,
+    ListedObject,
+    ListingPage,
+    ObjectInfo,
+    StorageBackend,
+    StorageError,
+)
 from . import OpenStackCloud, OpenStackSettings
 
 log = logging.getLogger(__name__)
@@ -150,6 +160,36 @@ class SwiftStorage(StorageBackend):
                 if len(page) < size:  # the last page
                     return
                 marker = page[-1]["name"]
+
+    def _list_buckets(self) -> list[BucketInfo]:
+        # A container's listing says when it last changed, never when it was made.
+        with self._connection() as conn:
+            containers = conn.get_account(full_listing=True)[1]
+        return [BucketInfo(container["name"]) for container in containers]
+
+    def _list_page(
+        self, bucket: str, prefix: str, delimiter: Optional[str], limit: int, continuation: Optional[str]
+    ) -> ListingPage:
+        """The continuation is Swift's marker: the page's last name, a subdir's too (given a subdir
+        as marker, Swift's container server leaves it out and resumes past everything under it; a
+        marker made up here to skip them, such as "a0" for "a/", would skip an object "a0").
+        Swift does not say whether a page is the last: one more entry than ``limit`` is asked for,
+        in the same call."""
+        with self._connection() as conn:
+            entries = conn.get_container(
+                bucket, prefix=prefix, delimiter=delimiter, marker=continuation or "", limit=limit + 1
+            )[1]
+        more, entries = len(entries) > limit, entries[:limit]
+        objects = [
+            ListedObject(entry["name"], int(entry["bytes"]), _utc(entry["last_modified"]))
+            for entry in entries
+            if "subdir" not in entry
+        ]
+        folders = [entry["subdir"] for entry in entries if "subdir" in entry]
+        if not more:
+            return ListingPage(objects, folders, None)
+        last = entries[-1]
+        return ListingPage(objects, folders, last["subdir"] if "subdir" in last else last["name"])
 
     def _download_into(self, bucket: str, key: str, partial: str) -> int:
         with self._connection() as conn:
@@ -297,6 +337,8 @@ class SwiftStorage(StorageBackend):
             if status == 404:
                 # Swift answers a PUT into a missing container with 404; a GET or HEAD of a missing
                 # object in a missing container with 404 too (the object is missing, either way).
+                if bucket is None:
+                    return StorageError(f"Could not {action} {what}: Swift knows no such account")
                 if key is None or action == "upload":
                     return self._missing_bucket(bucket)
                 return self._missing_object(bucket, key)
@@ -305,7 +347,7 @@ class SwiftStorage(StorageBackend):
                 segments = " (or its segments container)" if action == "upload" else ""
                 return AccessDenied(
                     f"Access to {what}{segments} denied (HTTP {status}, {reason}): the authorization's "
-                    f"credentials may not {action} it"
+                    f"credentials may not {action} {self._it(bucket)}"
                 )
             if status is None:  # no answer at all after the retries
                 return StorageError(f"Could not {action} {what}: the Swift endpoint {self.endpoint} is unreachable")
@@ -315,6 +357,11 @@ class SwiftStorage(StorageBackend):
         if isinstance(error, RequestException):
             return StorageError(f"Could not {action} {what}: the Swift endpoint {self.endpoint} is unreachable")
         return None
+
+
+def _utc(moment: str) -> datetime:
+    """Swift's listings give UTC times without an offset."""
+    return datetime.fromisoformat(moment).replace(tzinfo=timezone.utc)
 
 
 def _put_checked(conn: Connection, container: str, name: str, fh, offset: int, length: int) -> str:
