@@ -87,6 +87,16 @@ def run_rclone(args: list[str], remote) -> None:
 # -- the bench -------------------------------------------------------------------------------------
 
 
+class JobFailed(RuntimeError):
+    """A plugin job that did not end ``ok``; ``result`` is what was measured of it."""
+
+    def __init__(self, what: str, result: dict):
+        self.result = result
+        # Without the per-dataset lists, so that the job's stderr shows even for a get of 1,000 objects.
+        brief = {k: v for k, v in result.items() if k not in ("dataset_ids", "dataset_names", "process")}
+        super().__init__(f"{what} failed: {json.dumps(brief, indent=1)[:4000]}")
+
+
 class Bench:
     def __init__(self, args, work: Path):
         self.args = args
@@ -95,6 +105,7 @@ class Bench:
         self.results: dict = {"provider": self.provider, "measurements": {}, "checks": []}
         self.services: list = []
         self.cloud = None
+        self.galaxy_overrides: dict = {}  # galaxy.yml settings of a subclass's own (its database, say)
 
     # setup
 
@@ -113,7 +124,7 @@ class Bench:
         say("starting Galaxy with the plugin (uvicorn galaxy_cloud_storage.mount:factory, local runner)")
         self.galaxy_started = time.monotonic()
         self.galaxy_process, self.galaxy_url, self.galaxy_yml = start_galaxy(
-            self.work, self.provider, self.cloud.settings
+            self.work, self.provider, self.cloud.settings, **self.galaxy_overrides
         )
         self.services.append(self.galaxy_process)
 
@@ -179,7 +190,7 @@ class Bench:
             result["process"] = process_summary(watcher.stop(), t0, "get")
         result["job"] = self.gx.job_details(job_id)
         if result["job"]["state"] != "ok" or result["dataset_states"] != ["ok"]:
-            raise RuntimeError(f"plugin get {label} failed: {json.dumps(result, indent=1)[:3000]}")
+            raise JobFailed(f"plugin get {label}", result)
         return result
 
     def name_for_sending(self, history_id: str, dataset_ids: list[str], objects: list[SourceObject]) -> None:

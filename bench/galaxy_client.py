@@ -77,7 +77,8 @@ class Galaxy:
         }
 
 
-def start_galaxy(work: Path, provider: str, settings: dict) -> tuple[subprocess.Popen, str, str]:
+def start_galaxy(work: Path, provider: str, settings: dict, **overrides) -> tuple[subprocess.Popen, str, str]:
+    """Galaxy with the plugin for ``provider``; ``overrides`` are more galaxy.yml settings."""
     gx_dir = work / "galaxy"
     gx_dir.mkdir()
     plugin_tool_conf = gx_dir / "cloud_storage_tool_conf.xml"
@@ -91,6 +92,7 @@ def start_galaxy(work: Path, provider: str, settings: dict) -> tuple[subprocess.
         tool_config_file=f"{gx_dir / 'tool_conf.xml'},{plugin_tool_conf}",
         preserve_python_environment="legacy_and_local",  # the transfer tools run the plugin's Python
         galaxy_infrastructure_url=f"http://{HOST}:{port}",  # where the jobs redeem their tickets
+        **overrides,
     )  # fmt: skip
     command = [
         str(VENV_BIN / "uvicorn"),
