@@ -35,6 +35,14 @@ class FolderError(ValueError):
     """A folder that cannot become the collection asked for; ``str()`` names the objects at fault."""
 
 
+class _Unpairable(Exception):
+    """Keys (relative to the folder) that cannot be paired; ``message`` has a ``{keys}`` field."""
+
+    def __init__(self, message: str, keys: Sequence[str]):
+        super().__init__(message)
+        self.message, self.keys = message, keys
+
+
 def identifier_for_key(relative_key: str) -> str:
     identifier = "".join(IDENTIFIER_ESCAPES.get(char, char) for char in relative_key)
     return identifier.replace(_RESERVED, "%5F" + _RESERVED[1:])
@@ -81,12 +89,16 @@ class _Named:
     name: str
 
 
-def pair_keys(relative_keys: Sequence[str]) -> list[Pair]:
-    """The pairs of ``relative_keys`` (relative to the folder), in the order of their first key;
-    FolderError naming every key without a mate or with a rival for its place."""
-    pairs = _sent_layout_pairs(relative_keys)
-    if pairs is None:
-        pairs = _galaxy_pairs(relative_keys)
+def pair_keys(relative_keys: Sequence[str], prefix: str = "") -> list[Pair]:
+    """The pairs of ``relative_keys`` (relative to the folder ``prefix``), in the order of their
+    first key; FolderError naming (by its full key) every key without a mate or with a rival for
+    its place."""
+    try:
+        pairs = _sent_layout_pairs(relative_keys)
+        if pairs is None:
+            pairs = _galaxy_pairs(relative_keys)
+    except _Unpairable as e:
+        raise FolderError(e.message.format(keys=_listed([prefix + key for key in e.keys]))) from None
     if clashes := sorted(name for name, count in Counter(pair.name for pair in pairs).items() if count > 1):
         raise FolderError(f"several pairs would be named {', '.join(map(repr, clashes))}: pair these reads by hand")
     return pairs
@@ -101,7 +113,7 @@ def _sent_layout_pairs(relative_keys: Sequence[str]) -> Optional[list[Pair]]:
             return None
         halves.setdefault(name, {})[half] = key
     if lonely := [key for pair in halves.values() if len(pair) == 1 for key in pair.values()]:
-        raise FolderError(f"no mate for {_listed(lonely)}")
+        raise _Unpairable("no mate for {keys}", lonely)
     return [Pair(identifier_for_key(name), pair[FORWARD], pair[REVERSE]) for name, pair in halves.items()]
 
 
@@ -112,16 +124,17 @@ def _galaxy_pairs(relative_keys: Sequence[str]) -> list[Pair]:
     kept = {element.name for pair in found.paired for element in (pair.forward, pair.reverse)}
     kept |= {element.name for element in found.unpaired}
     if rivals := [key for key in relative_keys if key not in kept]:
-        raise FolderError(f"ambiguous pairs: {_listed(rivals)} would take a place in a pair that another object has")
+        raise _Unpairable("ambiguous pairs: {keys} would take a place in a pair that another object has", rivals)
     if found.unpaired:
-        raise FolderError(
-            f"no mate for {_listed([element.name for element in found.unpaired])} "
-            "(reads pair by Galaxy's rules: _1/_2, _R1/_R2, _R1_001/_R2_001, _F/_R, .1.fastq/.2.fastq)"
+        raise _Unpairable(
+            "no mate for {keys} (reads pair by Galaxy's rules: _1/_2, _R1/_R2, _R1_001/_R2_001, _F/_R, "
+            ".1.fastq/.2.fastq)",
+            [element.name for element in found.unpaired],
         )
     order = {key: i for i, key in enumerate(relative_keys)}
     pairs = [Pair(identifier_for_key(pair.name), pair.forward.name, pair.reverse.name) for pair in found.paired]
     if empty := [pair for pair in pairs if not pair.name]:
-        raise FolderError(f"no pair name can be made for {_listed([empty[0].forward, empty[0].reverse])}")
+        raise _Unpairable("no pair name can be made for {keys}", [empty[0].forward, empty[0].reverse])
     return sorted(pairs, key=lambda pair: min(order[pair.forward], order[pair.reverse]))
 
 

@@ -288,7 +288,7 @@ class CloudManager:
                 for info, relative in zip(found, relatives, strict=True)
             ]
         try:
-            pairs = pair_keys(relatives)
+            pairs = pair_keys(relatives, prefix)
         except FolderError as e:
             raise exceptions.RequestParameterInvalidException(f"collection: {e}. Nothing was copied.") from e
         elements = []

@@ -114,3 +114,8 @@ def test_a_read_without_a_mate_or_with_a_rival_is_named(keys, named):
         pair_keys(keys)
     for word in named:
         assert word in str(raised.value)
+
+
+def test_a_read_without_a_mate_is_named_by_its_full_key():
+    with pytest.raises(FolderError, match="'runs/7/s2_R1.fq'"):
+        pair_keys(["s1_R1.fq", "s1_R2.fq", "s2_R1.fq"], prefix="runs/7/")
