@@ -309,8 +309,43 @@ class BrowseBench(Bench):
             "objects": len(keys), "bytes": total, "runs": folders, "failed_runs": failed,
             "median_s": median([r["total_s"] for r in folders]) if folders else None,
             "api_median_s": median([r["api_s"] for r in folders + failed]),
-            "listing_s": self.time_folder_listing(),
+            "listing_s": self.time_folder_listing(), "sdk_download_s": self.sdk_download_folder(),
+            "galaxy_log": self.galaxy_job_log((folders + failed)[0]["job_id"]) if folders + failed else [],
         })  # fmt: skip
+
+    def sdk_download_folder(self) -> float:
+        """The folder's bytes moved by the SDK reference (DEFAULT_WORKERS objects at a time, a subfolder
+        after another: SwiftService downloads one folder per call), for the transfer process's time."""
+        self.fresh_reference()
+        dest = self.work / "dl"
+        groups: dict = {}
+        for obj in self.folder:
+            sub = os.path.dirname(obj.key)[len(FOLDER_PREFIX) :]
+            groups.setdefault(sub, []).append((obj, str(dest / sub / os.path.basename(obj.key))))
+        for sub in groups:
+            (dest / sub).mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        for pairs in groups.values():
+            self.reference.download_all([(obj.key, path) for obj, path in pairs])
+        took = time.monotonic() - started
+        self.verify_files(f"folder downloaded by {self.reference.sdk}", [pair for g in groups.values() for pair in g])
+        shutil.rmtree(dest)
+        say(f"the folder's {len(self.folder)} objects downloaded by {self.reference.sdk}: {took:.2f} s")
+        return round(took, 3)
+
+    def galaxy_job_log(self, job_id: str) -> list[str]:
+        """Galaxy's own log lines about the job (queueing, preparing, finishing, with the times it
+        logs), but not one per dataset; and the SQLite lock errors around it."""
+        number = self.gx.ok("GET", f"configuration/decode/{job_id}")["decoded_id"]
+        marks = (f"({number}) ", f"Job [{number}]", f"job {number} ", f"Job(s): {number}", f"Job[id={number},")
+        lines = []
+        with open(self.work / "galaxy.log", errors="replace") as fh:
+            for line in fh:
+                if "setting dataset" in line or ' - "' in line:  # per dataset; access log
+                    continue
+                if any(mark in line for mark in marks) or "database is locked" in line:
+                    lines.append(line.strip()[:300])
+        return lines
 
     def time_folder_listing(self) -> list[float]:
         """The cloud side of the folder get's API call, timed from here: the plugin's backend (new,
@@ -469,6 +504,20 @@ def report(results: dict) -> list[str]:
             )
         for run in sorted(runs, key=lambda r: r["total_s"])[len(runs) // 2 :][:1]:
             lines.extend("    " + line for line in breakdown(run))
+            p = run.get("process") or {}
+            if f.get("sdk_download_s") and p.get("bytes_written_s") is not None:
+                in_job = p["bytes_written_s"] - p["started_s"]
+                lines.append(
+                    f"    the objects' bytes: transfer process start to all bytes written {in_job:.2f} s; {sdk} "
+                    f"downloading the same {f['objects']} objects {f['sdk_download_s']:.2f} s (ratio "
+                    f"{in_job / f['sdk_download_s']:.2f}, for information)"
+                )
+        logged = [line for line in f.get("galaxy_log", []) if " ms)" in line]
+        if logged:
+            lines.append("    Galaxy's log of the job: " + "; ".join(line.split("] ", 1)[-1] for line in logged))
+        locked = sum("database is locked" in line for line in f.get("galaxy_log", []))
+        if locked:
+            lines.append(f"    'database is locked' in Galaxy's log during the run: {locked} lines")
         for run in failed_runs:
             job = run.get("job", {})
             lines.append(
