@@ -522,7 +522,7 @@ class CloudManager:
 
     @staticmethod
     def _check_prefix(rules: NameRules, field: str, prefix: str) -> None:
-        if prefix and (problem := rules.key_problem(prefix)):
+        if prefix and (problem := rules.prefix_problem(prefix)):
             raise exceptions.RequestParameterInvalidException(f"{field}: {problem}.")
 
     @staticmethod

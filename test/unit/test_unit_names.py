@@ -184,3 +184,21 @@ def test_messages_name_the_cloud_and_do_not_echo_control_characters():
     message = AZURE.key_problem("x\x00y")
     assert "Azure Blob Storage" in message and "\x00" not in message and "\\x00" in message
     assert refused(S3, "x" * 500).count("x") < 100  # a long name is shortened in the message
+
+
+@pytest.mark.parametrize("rules", ALL)
+@pytest.mark.parametrize("prefix", ["folder/", "runs/run-7/", "a/..", "results.", "deep/er/"])
+def test_a_folders_prefix_may_end_where_a_key_may_not(rules, prefix):
+    assert rules.prefix_problem(prefix) is None
+
+
+@pytest.mark.parametrize("rules", ALL)
+@pytest.mark.parametrize("prefix", ["tab\there/", "a\x00"])
+def test_a_prefix_no_key_can_begin_with_is_refused(rules, prefix):
+    assert "can begin with" in rules.prefix_problem(prefix)
+
+
+def test_a_prefix_with_a_dot_segment_is_refused_where_keys_with_one_are():
+    for rules in (AZURE, SWIFT):
+        assert "'.' or '..' path segment" in rules.prefix_problem("x/../")
+    assert S3.prefix_problem("x/../") is None

@@ -52,6 +52,13 @@ class NameRules:
         problem = next(iter(self.key_problems(key)), None)
         return f"{self._quoted(key)} is not a valid {self.cloud} object name: {problem}" if problem else None
 
+    def prefix_problem(self, prefix: str) -> Optional[str]:
+        """Why no object name of this cloud can begin with ``prefix``, or None. The key's rules,
+        but not those only a whole name breaks: a folder's prefix may end in ``/``, or in a
+        segment (``a/..``) that more characters make a valid one (``a/..b``)."""
+        problem = next(iter(self.key_problems(prefix + "_")), None)
+        return f"no {self.cloud} object name can begin with {self._quoted(prefix)}: {problem}" if problem else None
+
     def check_key(self, key: str) -> None:
         problem = self.key_problem(key)
         if problem:
