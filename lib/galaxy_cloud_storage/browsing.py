@@ -8,7 +8,7 @@ new connection opened: against moto, page 1 took 0.19 s through the API and 0.08
 the last one opened.
 
 Only the listing routes use this; a get or a send still mints its credentials for the request.
-Entries are keyed by the record's ``last_update`` as well: a changed authorization builds anew, and
+Entries are keyed by the record's ``update_time`` as well: a changed authorization builds anew, and
 a deleted one is refused before its entry is looked at (``CloudAuthzManager.get_owned``).
 """
 
@@ -33,7 +33,7 @@ class RecentBackends:
 
     def get(self, user_id: int, authz, build: Callable[[], StorageBackend]) -> StorageBackend:
         """The user's backend for ``authz``, built by ``build`` if none is recent enough."""
-        key = (user_id, authz.id, authz.last_update)
+        key = (user_id, authz.id, authz.update_time)
         now = self.clock()
         with self._lock:
             entry = self._entries.get(key)

@@ -234,6 +234,7 @@ class TestS3WebIdentity(OidcLoginTestCase, FederatedCloudTestCase):
         try:
             summary = self.cloud_get(["locked.txt"]).json()[0]
             self.wait_for_credentials(summary["job_id"])  # prepared, waiting before its tool
+            self.wait_for_state(summary["job_id"], "running")  # Galaxy's own writes are done
             lock = sqlite3.connect(self.database_path(), timeout=30, isolation_level=None)
             lock.execute("BEGIN IMMEDIATE")  # readers go on, writers wait: SQLite's busy timeout is 5 s
         finally:

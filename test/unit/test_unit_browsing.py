@@ -1,8 +1,9 @@
 """browsing.RecentBackends: a user's backend for an authorization, reused for a short while."""
 
-from types import SimpleNamespace
+from datetime import datetime
 
 from galaxy_cloud_storage.browsing import RecentBackends
+from galaxy_cloud_storage.model import CloudAuthz
 
 
 class Clock:
@@ -13,8 +14,9 @@ class Clock:
         return self.now
 
 
-def record(authz_id=1, last_update="t1"):
-    return SimpleNamespace(id=authz_id, last_update=last_update)
+def record(authz_id=1, updated=datetime(2026, 12, 1, 12)):
+    """A record as the manager has it (the real model: a misnamed attribute fails here)."""
+    return CloudAuthz(id=authz_id, update_time=updated)
 
 
 def counting_builder():
@@ -44,7 +46,7 @@ def test_another_user_another_record_or_a_changed_record_builds_anew():
     first = recent.get(7, record(), build)
     assert recent.get(8, record(), build) is not first
     assert recent.get(7, record(authz_id=2), build) is not first
-    assert recent.get(7, record(last_update="t2"), build) is not first
+    assert recent.get(7, record(updated=datetime(2026, 12, 1, 13)), build) is not first
     assert recent.get(7, record(), build) is first
     assert len(built) == 4
 
