@@ -17,6 +17,7 @@ from typing import Optional
 from galaxy import exceptions
 from galaxy.model import Job
 from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 
 from .authz.delegation import CredentialBroker
 from .authz.manager import CloudAuthzManager
@@ -79,8 +80,7 @@ def minted(app, user, authz_id: int) -> JobCredentials:
         if authz is None or user is None or authz.user_id != user.id:
             raise exceptions.ObjectNotFound("The cloud authorization of this job was deleted.")
         delegation = credential_broker(app).delegate(authz, user)
-        authz.last_activity = now()
-        session.commit()
+        record_use(session, authz)
         return delegation
     except exceptions.MessageException as e:
         return MintingFailure(error=str(e))
@@ -89,6 +89,17 @@ def minted(app, user, authz_id: int) -> JobCredentials:
         return MintingFailure(
             error="Galaxy could not obtain cloud credentials (an unexpected error; see Galaxy's log)."
         )
+
+
+def record_use(session, authz: CloudAuthz) -> None:
+    """``last_activity``, as well as the database allows: the credentials are minted and the
+    ticket used, so a busy SQLite (another writer's long transaction) must not fail the job."""
+    authz.last_activity = now()
+    try:
+        session.commit()
+    except OperationalError as e:
+        session.rollback()
+        log.warning("Could not record the use of cloud authorization %s: %s", authz.id, e.orig)
 
 
 def write_private_file(directory: str, text: str) -> str:

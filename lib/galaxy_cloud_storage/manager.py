@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from .authz.delegation import CredentialBroker
 from .authz.manager import CloudAuthzManager
+from .browsing import RecentBackends
 from .config import PluginConfig
 from .contracts import GetInputArgs, input_name, output_name, TRANSFER_PARAMETER, TransferRequest
 from .folders import (
@@ -123,12 +124,13 @@ class CloudManager:
         self.broker = broker
         self.config = config
         self.page_tokens = PageTokens(app.config.id_secret)
+        self.browsing_backends = RecentBackends()
 
     # -- browsing --------------------------------------------------------------------------------
 
     def buckets(self, trans, authz_id: int) -> list[CloudBucket]:
         authz = self.authz_manager.get_owned(trans, authz_id)
-        backend = self._backend(trans, authz)
+        backend = self._browsing_backend(trans, authz)
         try:
             found = backend.list_buckets()
         except AccessDenied as e:
@@ -162,7 +164,7 @@ class CloudManager:
             continuation = self.page_tokens.continuation(listing, page_token)
         except InvalidPageToken as e:
             raise exceptions.RequestParameterInvalidException(str(e)) from e
-        backend = self._backend(trans, authz)
+        backend = self._browsing_backend(trans, authz)
         release_connection(trans.sa_session)  # the listing waits on the cloud
         page = self._storage_call(backend.list_page, bucket, prefix, delimiter, limit, continuation)
         return CloudObjectListing(
@@ -519,6 +521,10 @@ class CloudManager:
             rules.check_bucket(bucket)
         except InvalidName as e:
             raise exceptions.RequestParameterInvalidException(f"bucket: {e}") from e
+
+    def _browsing_backend(self, trans, authz) -> StorageBackend:
+        """A recent backend of the user's for this authorization (browsing.py): pages come seconds apart."""
+        return self.browsing_backends.get(trans.user.id, authz, lambda: self._backend(trans, authz))
 
     @staticmethod
     def _check_prefix(rules: NameRules, field: str, prefix: str) -> None:

@@ -20,6 +20,7 @@ import secrets
 from galaxy import exceptions
 from galaxy.model import Job
 from sqlalchemy import delete, select
+from sqlalchemy.exc import OperationalError
 
 from .contracts import JobCredentials, TransferRequest
 from .jobs import (
@@ -43,6 +44,19 @@ def _digest(ticket: str) -> str:
 
 class InvalidTicket(exceptions.ItemAccessibilityException):
     """403, as Galaxy answers a job files request with a wrong job key."""
+
+
+class DatabaseBusy(exceptions.MessageException):
+    """503: SQLite was locked by another writer, so the ticket was not used; the job asks again.
+    (A 1,000-dataset get's job handler holds SQLite's write lock for longer than its busy timeout
+    as the job starts.)"""
+
+    status_code = 503
+    err_code = exceptions.error_codes.error_codes_by_name["INTERNAL_SERVER_ERROR"]
+
+
+def is_database_locked(error: OperationalError) -> bool:
+    return "database is locked" in str(error.orig)
 
 
 def _job_of_directory(app, job_directory: str) -> Job:
@@ -80,14 +94,20 @@ class JobTickets:
         """The credentials of job ``job_id`` for its ticket, which is used up; 403 for a ticket
         that is wrong or used, or a job that has ended."""
         session = self.app.model.session
-        row = session.scalars(select(JobTicket).where(JobTicket.job_id == job_id)).first()
-        if row is None or not hmac.compare_digest(row.ticket_sha256, _digest(ticket)):
-            raise InvalidTicket("This ticket is not valid for this job (wrong, or already used).")
-        # The DELETE decides between two requests racing with the same ticket: one row, one winner.
-        used = session.execute(
-            delete(JobTicket).where(JobTicket.job_id == job_id, JobTicket.ticket_sha256 == row.ticket_sha256)
-        )
-        session.commit()
+        try:
+            row = session.scalars(select(JobTicket).where(JobTicket.job_id == job_id)).first()
+            if row is None or not hmac.compare_digest(row.ticket_sha256, _digest(ticket)):
+                raise InvalidTicket("This ticket is not valid for this job (wrong, or already used).")
+            # The DELETE decides between two requests racing with the same ticket: one row, one winner.
+            used = session.execute(
+                delete(JobTicket).where(JobTicket.job_id == job_id, JobTicket.ticket_sha256 == row.ticket_sha256)
+            )
+            session.commit()
+        except OperationalError as e:
+            session.rollback()
+            if is_database_locked(e):  # rolled back: the ticket still works
+                raise DatabaseBusy("Galaxy's database is busy; this ticket is unused: ask again.") from e
+            raise
         if used.rowcount != 1:
             raise InvalidTicket("This ticket is not valid for this job (wrong, or already used).")
         job = session.get(Job, job_id)

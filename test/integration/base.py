@@ -141,6 +141,12 @@ class CloudStorageTestCase(IntegrationTestCase):
             time.sleep(0.5)
         raise AssertionError(f"job {job_id} still {job['state']} after {timeout} s")
 
+    def wait_for_state(self, job_id: str, state: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while (found := self._get(f"jobs/{job_id}").json()["state"]) != state:
+            assert time.monotonic() < deadline, f"job {job_id} still {found}, not {state}, after {timeout} s"
+            time.sleep(0.2)
+
     def dataset_bytes(self, dataset_id: str) -> bytes:
         response = self._get(f"datasets/{dataset_id}/display", data={"preview": False})
         assert response.status_code == 200, response.text

@@ -190,12 +190,15 @@ class OidcLoginTestCase(CloudStorageTestCase):
         found = [name for name, value in secrets.items() if value in haystack] + self.issued_tokens_in(haystack)
         assert not found, f"{', '.join(found)} found in {where}"
 
+    def database_path(self) -> str:
+        url = self._app.config.database_connection
+        assert url.startswith("sqlite:///"), url
+        return url[len("sqlite:///") :].split("?")[0]
+
     def database_without_login_tokens(self) -> str:
         """A consistent copy of Galaxy's SQLite database, minus the tokens Galaxy itself keeps in
         oidc_user_authnz_tokens, vacuumed (no deleted rows left in free pages); as text."""
-        url = self._app.config.database_connection
-        assert url.startswith("sqlite:///"), url
-        path = url[len("sqlite:///") :].split("?")[0]
+        path = self.database_path()
         copy = os.path.join(tempfile.mkdtemp(prefix="gcs-db-"), "copy.sqlite")
         source, target = sqlite3.connect(path), sqlite3.connect(copy)
         try:

@@ -263,6 +263,16 @@ class TestCloudAuthzApi(CloudStorageTestCase):
             for operation in paths[path].values():
                 assert operation["tags"] == ["cloud"]
                 assert operation["summary"]
+        assert set(paths["/api/cloud/storage/buckets"]) == {"get"}
+        assert set(paths["/api/cloud/storage/objects"]) == {"get"}
+        for path in ("/api/cloud/storage/buckets", "/api/cloud/storage/objects"):
+            for parameter in paths[path]["get"]["parameters"]:
+                assert parameter.get("description"), (path, parameter["name"])
+        get_payload = schema["components"]["schemas"]["CloudStorageGetPayload"]
+        assert {"prefix", "include", "exclude", "collection", "dry_run"} <= set(get_payload["properties"])
+        assert any("prefix" in example for example in get_payload["examples"])
+        send_payload = schema["components"]["schemas"]["CloudStorageSendPayload"]
+        assert {"collection_ids", "key_prefix", "dry_run"} <= set(send_payload["properties"])
         assert any(tag["name"] == "cloud" and tag.get("description") for tag in schema["tags"])
         assert "CloudAuthzResponse" in schema["components"]["schemas"]
         assert len(paths) > 300  # Galaxy's own paths are still there

@@ -11,6 +11,7 @@ allowed to use one bucket only. One Galaxy for the whole class.
 
 import json
 import os
+import sqlite3
 import time
 from datetime import datetime, timezone
 from typing import Optional
@@ -223,6 +224,30 @@ class TestS3WebIdentity(OidcLoginTestCase, FederatedCloudTestCase):
         calls = self.sts_calls()[before:]
         assert len(calls) == 1, calls  # the job's own, as it started, with the refreshed token
         assert calls[0]["token_sha256"] == sha256(new["id_token"]) and calls[0]["outcome"] == "ok"
+
+    def test_a_job_that_starts_while_the_database_is_locked_asks_again_and_gets_its_keys(self):
+        """tickets.DatabaseBusy: the job's redemption meets SQLite locked by another writer (a
+        1,000-dataset job's handler holds the lock that long), is answered 503 with the ticket
+        unused, and asks again once the database is free. Before, the job failed with a 500."""
+        self.put_object("locked.txt", b"waited for the database\n")
+        open(self.gate, "w").close()
+        try:
+            summary = self.cloud_get(["locked.txt"]).json()[0]
+            self.wait_for_credentials(summary["job_id"])  # prepared, waiting before its tool
+            self.wait_for_state(summary["job_id"], "running")  # Galaxy's own writes are done
+            lock = sqlite3.connect(self.database_path(), timeout=30, isolation_level=None)
+            lock.execute("BEGIN IMMEDIATE")  # readers go on, writers wait: SQLite's busy timeout is 5 s
+        finally:
+            os.unlink(self.gate)
+        try:
+            time.sleep(12)
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        job = self.wait_for_job(summary["job_id"])
+        assert job["state"] == "ok", job
+        assert self.dataset_bytes(summary["id"]) == b"waited for the database\n"
+        assert "Galaxy's database was busy" in job["tool_stdout"], job["tool_stdout"]
 
     def test_failed_refresh_asks_to_log_in_again_and_creates_nothing(self):
         self.put_object("needs-login.txt", b"x")

@@ -190,6 +190,31 @@ def test_a_ticket_works_once(moto_s3, office, tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "out0.dat").exists()
 
 
+def test_a_busy_galaxy_is_asked_again_and_nothing_else_is(moto_s3, office, tmp_path, capsys, monkeypatch):
+    """503 is tickets.DatabaseBusy (the ticket rolled back): asked again. Any other refusal may
+    have used the ticket, so it is the job's end."""
+    monkeypatch.chdir(working(tmp_path))
+    admin = moto_s3.admin()
+    admin.create_bucket(Bucket=BUCKET)
+    admin.put_object(Bucket=BUCKET, Key="k.txt", Body=b"x")
+    items = [{"key": "k.txt", "path": str(tmp_path / "out0.dat"), "output": "output0"}]
+    manifest, credentials = write_job_files(tmp_path, moto_s3, office, {"items": items})
+    office.troubles = [503, 503, 503]
+    assert main(["get", manifest, credentials]) == 0
+    assert office.requests == 4 and len(office.redeemed) == 1
+    assert (tmp_path / "out0.dat").read_bytes() == b"x"
+    assert "Galaxy's database was busy (3 x 503); the credentials came when asked again" in capsys.readouterr().out
+
+    for trouble in (500, 502, 504):
+        (tmp_path / "out0.dat").unlink(missing_ok=True)
+        manifest, credentials = write_job_files(tmp_path, moto_s3, office, {"items": items})
+        office.troubles, office.requests = [trouble], 0
+        assert main(["get", manifest, credentials]) == 1
+        assert office.requests == 1, trouble
+        assert f"Galaxy refused this job's credentials ({trouble})" in capsys.readouterr().err
+        assert not (tmp_path / "out0.dat").exists()
+
+
 def test_a_galaxy_that_cannot_be_reached_fails_the_job_saying_where(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(working(tmp_path))
     manifest = tmp_path / "manifest.json"

@@ -14,11 +14,19 @@ class TicketOffice:
     def __init__(self):
         self.issued: dict[str, dict] = {}
         self.redeemed: list[str] = []
+        #: statuses to answer the next requests with, before looking at their tickets
+        self.troubles: list[int] = []
+        self.requests = 0
         office = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                office.requests += 1
+                if office.troubles:
+                    status = office.troubles.pop(0)
+                    self.answer(status, {"err_msg": f"trouble {status}", "err_code": 500001})
+                    return
                 credentials = office.issued.pop(body.get("ticket"), None)
                 if credentials is None:
                     self.answer(403, {"err_msg": "This ticket is not valid for this job (wrong, or already used).",

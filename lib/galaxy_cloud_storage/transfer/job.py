@@ -63,15 +63,31 @@ def read_ticket(pointer_path: str) -> dict:
                 pass
 
 
+# Galaxy's 503s asked again, 0.5 s to 15 s apart: about two minutes of a busy database in all.
+BUSY_RETRIES = 10
+
+
 class NoCredentials(Exception):
     """The job could not obtain its credentials; the message says why, for its datasets."""
 
 
 def redemption_session() -> requests.Session:
-    """Retries only what never reached Galaxy (a refused or failed connection): a ticket works
-    once, so a request Galaxy may have answered is not sent again."""
+    """Retries only what did not use the ticket: a connection that never reached Galaxy, and
+    Galaxy's 503 (tickets.DatabaseBusy: its database was locked, the ticket rolled back). A ticket
+    works once, so no other answer is asked again."""
     session = requests.Session()
-    retry = Retry(total=None, connect=3, read=0, status=0, other=0, backoff_factor=0.5, allowed_methods=None)
+    retry = Retry(
+        total=None,
+        connect=3,
+        read=0,
+        status=BUSY_RETRIES,
+        other=0,
+        status_forcelist=(503,),
+        backoff_factor=0.5,
+        backoff_max=15,
+        allowed_methods=None,
+        raise_on_status=False,
+    )
     session.mount("http://", HTTPAdapter(max_retries=retry))
     session.mount("https://", HTTPAdapter(max_retries=retry))
     return session
@@ -90,6 +106,9 @@ def redeem_ticket(ticket: dict) -> JobCredentials:
         except (ValueError, KeyError, TypeError):
             reason = response.text[:200]
         raise NoCredentials(f"Galaxy refused this job's credentials ({response.status_code}): {reason}")
+    retries = getattr(response.raw, "retries", None)
+    if busy := [entry for entry in (retries.history if retries else ()) if entry.status == 503]:
+        print(f"Galaxy's database was busy ({len(busy)} x 503); the credentials came when asked again")
     return JOB_CREDENTIALS.validate_python(response.json())
 
 
