@@ -341,6 +341,9 @@ class BrowseBench(Bench):
         lines = []
         with open(self.work / "galaxy.log", errors="replace") as fh:
             for line in fh:
+                if f"/jobs/{job_id}/credentials" in line:  # the transfer process redeeming its ticket
+                    lines.append(line.strip()[:300])
+                    continue
                 if "setting dataset" in line or ' - "' in line:  # per dataset; access log
                     continue
                 if any(mark in line for mark in marks) or "database is locked" in line:
@@ -512,6 +515,9 @@ def report(results: dict) -> list[str]:
                     f"downloading the same {f['objects']} objects {f['sdk_download_s']:.2f} s (ratio "
                     f"{in_job / f['sdk_download_s']:.2f}, for information)"
                 )
+        redeemed = [line.rsplit('" ', 1)[-1] for line in f.get("galaxy_log", []) if "/credentials " in line]
+        if redeemed:
+            lines.append(f"    the job's ticket redemption, as Galaxy answered it: {redeemed}")
         logged = [line for line in f.get("galaxy_log", []) if " ms)" in line]
         if logged:
             lines.append("    Galaxy's log of the job: " + "; ".join(line.split("] ", 1)[-1] for line in logged))
