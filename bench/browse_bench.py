@@ -21,7 +21,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import cloud_bench
-from cloud_bench import Bench, import_plugin, interrupted, JobFailed, say, snapshot_plugin
+from cloud_bench import Bench, JobFailed, run_bench, say
 from report import breakdown, verdict
 from workloads import KiB, SourceObject
 
@@ -578,34 +577,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args.folder_objects = args.folder_objects if args.folder_objects is not None else max(1, round(1000 * args.scale))
     args.modes = args.modes.split(",")
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, interrupted)
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="gcs-browse-bench-")).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    plugin = snapshot_plugin(work) if not args.no_snapshot else {"snapshot": None}
-    plugin["imported_from"] = import_plugin()
-    (work / "tmp").mkdir(exist_ok=True)  # as cloud_bench.py: every server's and job's temporary files in here
-    os.environ["TMPDIR"] = str(work / "tmp")
-    tempfile.tempdir = None
-    say(f"work directory {work}")
-    bench = BrowseBench(args, work)
-    bench.results["plugin"] = plugin
-    try:
-        results = bench.run()
-    except BaseException:
-        say(f"failed; logs: {work / 'galaxy.log'}, {work / 'cloud'}")
-        args.keep = True
-        raise
-    finally:
-        bench.stop()
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    lines = report(results)
-    output = Path(args.output or HERE / f"results-browse-{args.provider}-{datetime.now():%Y%m%d-%H%M%S}.json")
-    output.write_text(json.dumps(results, indent=1, default=str))
-    print("\n" + "\n".join(lines), flush=True)
-    print(f"\nresults: {output}")
-    return 0
+    return run_bench(BrowseBench, args, "gcs-browse-bench-", f"results-browse-{args.provider}", report)
 
 
 if __name__ == "__main__":

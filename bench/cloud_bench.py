@@ -533,12 +533,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not args.no_rclone and shutil.which("rclone") is None:
         parser.error("rclone is not on PATH (apt-get install rclone), or pass --no-rclone")
 
+    return run_bench(Bench, args, "gcs-bench-", f"results-{args.provider}", report)
+
+
+def run_bench(bench_type, args, workdir_prefix: str, results_name: str, report_of) -> int:
+    """Run one bench (``bench_type(args, work)``) in a work directory of its own, then print its
+    report (``report_of(results)``) and save its results as ``<results_name>-<timestamp>.json``."""
     # Background jobs of a non-interactive shell ignore SIGINT: take it back, and SIGTERM too, so
     # that either stops Galaxy, its jobs and the cloud's servers on the way out.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, interrupted)
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="gcs-bench-")).resolve()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix=workdir_prefix)).resolve()
     work.mkdir(parents=True, exist_ok=True)
     plugin = snapshot_plugin(work) if not args.no_snapshot else {"snapshot": None}
     plugin["imported_from"] = import_plugin()
@@ -548,7 +554,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     os.environ["TMPDIR"] = str(work / "tmp")
     tempfile.tempdir = None
     say(f"work directory {work}")
-    bench = Bench(args, work)
+    bench = bench_type(args, work)
     bench.results["plugin"] = plugin
     try:
         results = bench.run()
@@ -560,8 +566,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         bench.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    lines = report(results)
-    output = Path(args.output or HERE / f"results-{args.provider}-{datetime.now():%Y%m%d-%H%M%S}.json")
+    lines = report_of(results)
+    output = Path(args.output or HERE / f"{results_name}-{datetime.now():%Y%m%d-%H%M%S}.json")
     output.write_text(json.dumps(results, indent=1, default=str))
     print("\n" + "\n".join(lines), flush=True)
     print(f"\nresults: {output}")
