@@ -384,7 +384,9 @@ class CloudManager:
                 sendable.append(item)
         release_connection(trans.sa_session)  # the names are looked up in the bucket
         wanted = [payload.key_prefix + item.name for item in sendable]
-        taken = self._taken(backend, payload.bucket, wanted)
+        # A real send that replaces needs no lookup; a dry run says what it would replace.
+        looked_up = payload.dry_run or not payload.overwrite_existing
+        taken = self._taken(backend, payload.bucket, wanted) if looked_up else set()
         names = self._object_names(wanted, taken, sendable, payload.overwrite_existing)
         # The date suffix may make a name too long for the cloud: such a dataset is not sent either.
         named = []
