@@ -176,7 +176,7 @@ class Bench:
         payload.update(select or {"objects": keys})
         summaries, t0, api_s = self.timed_call("get", label, payload)
         job_id = summaries[0]["job_id"]
-        states = self.gx.wait_job(job_id, t0)
+        states = self.gx.wait_job(job_id, history_id, t0)
         datasets = self.gx.wait_datasets(history_id, len(keys))
         total_s = time.monotonic() - t0
         result = {
@@ -215,7 +215,7 @@ class Bench:
         if body["failed_dataset_labels"]:
             raise RuntimeError(f"send {label} refused some datasets: {body['failed_dataset_labels']}")
         labels = [json.loads(item) for item in body["sent_dataset_labels"]]
-        states = self.gx.wait_job(labels[0]["job_id"], t0)
+        states = self.gx.wait_job(labels[0]["job_id"], history_id, t0)
         total_s = time.monotonic() - t0
         result = {
             "total_s": round(total_s, 3), "api_s": round(api_s, 3), "job_states_s": states,
