@@ -60,6 +60,9 @@ class TransferRequest(_Message):
     keys: list[str]
     input_args: GetInputArgs = Field(default_factory=GetInputArgs)
     overwrite_existing: bool = False
+    #: get: each object's size when the request was checked, in the order of ``keys`` (absent in
+    #: jobs made before 0.11). A hint for how to move it, never a promise: it may have changed since.
+    sizes: Optional[list[int]] = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class GetItem:
     key: str
     path: str
     output: Optional[str] = None
+    #: the size the object had when the request was checked (TransferRequest.sizes), or None
+    size_hint: Optional[int] = None
 
 
 @dataclass(frozen=True)

@@ -212,7 +212,9 @@ class CloudManager:
         collection = None
         if payload.collection is not None:
             collection = self._new_collection(history, payload.collection, elements, outputs)
-        request = TransferRequest(authz_id=authz.id, bucket=payload.bucket, keys=keys, input_args=args)
+        request = TransferRequest(
+            authz_id=authz.id, bucket=payload.bucket, keys=keys, input_args=args, sizes=[e.size for e in elements]
+        )
         job = self._new_job(trans, tool, history, request, inputs=[], outputs=outputs)
         # Read before Galaxy's enqueue commits: a commit expires every object, and reading 100
         # datasets back would cost a query each.

@@ -155,7 +155,7 @@ class DirectoryStorage(StorageBackend):
         status = os.stat(os.path.join(directory, quote(key, safe="")))
         return status.st_size, datetime.fromtimestamp(status.st_mtime, timezone.utc)
 
-    def _download_into(self, bucket: str, key: str, partial: str) -> int:
+    def _download_into(self, bucket: str, key: str, partial: str, size_hint: Optional[int]) -> int:
         source = self._object_path(bucket, key)
         if not os.path.exists(source):
             raise KeyError(key)

@@ -98,6 +98,30 @@ def test_round_trip(case, tmp_path, key, size):
     assert sorted(os.listdir(tmp_path)) == ["source", "target"]
 
 
+@pytest.mark.parametrize(
+    "size,hint",
+    [(1000, 1000), (3 * MiB, 16), (16, 3 * MiB), (0, 0)],
+    ids=["hint right", "grew since listed", "shrank since listed", "empty"],
+)
+def test_download_with_a_size_hint_gets_the_object_as_it_is_now(case, tmp_path, size, hint):
+    """A get passes the size its listing gave (engine.workers_for, the backends' one-GET path for
+    small objects): a stale one changes how the bytes move, never which bytes arrive."""
+    data = os.urandom(size)
+    case.admin.put(case.bucket, ODD_KEY, data)
+    target = tmp_path / "target"
+    assert case.storage(**case.small_parts).download(case.bucket, ODD_KEY, str(target), size_hint=hint) == size
+    assert file_sha256(target) == sha256(data)
+    assert os.listdir(tmp_path) == ["target"]
+
+
+def test_download_with_a_size_hint_of_a_missing_object_leaves_no_file(case, tmp_path):
+    target = tmp_path / "dataset.dat"
+    target.write_bytes(b"")
+    with pytest.raises(ObjectNotFound, match=f"Object 'nope.txt' does not exist in {case.noun} '{case.bucket}'"):
+        case.storage().download(case.bucket, "nope.txt", str(target), size_hint=16)
+    assert os.listdir(tmp_path) == []
+
+
 def test_download_of_a_missing_object_leaves_no_file(case, tmp_path):
     target = tmp_path / "dataset.dat"
     target.write_bytes(b"")  # Galaxy creates its output files before the job runs

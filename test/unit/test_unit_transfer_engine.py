@@ -5,10 +5,23 @@ import os
 import threading
 import time
 
+import pytest
+
+from galaxy_cloud_storage.contracts import GetManifest, TransferRequest
+from galaxy_cloud_storage.jobs import get_manifest
 from galaxy_cloud_storage.providers.aws import AwsSettings
 from galaxy_cloud_storage.providers.aws.storage import AwsCredentials, AwsStorage
 from galaxy_cloud_storage.providers.storage import ObjectInfo
-from galaxy_cloud_storage.transfer.engine import get_objects, GetItem, ItemResult, send_files, SendItem
+from galaxy_cloud_storage.transfer.engine import (
+    DEFAULT_WORKERS,
+    get_objects,
+    GetItem,
+    ItemResult,
+    send_files,
+    SendItem,
+    SMALL_OBJECT,
+    SMALL_OBJECT_WORKERS,
+)
 
 BUCKET = "engine-bucket"
 KEYS = ["one.txt", "dir/two.bin", "dir/sub dir/three ✓.dat", "four", "empty"]
@@ -67,8 +80,10 @@ class SlowBackend:
         self.running = 0
         self.most = 0
         self.lock = threading.Lock()
+        self.hints = {}
 
-    def download(self, bucket, key, path):
+    def download(self, bucket, key, path, size_hint=None):
+        self.hints[key] = size_hint
         with self.lock:
             self.running += 1
             self.most = max(self.most, self.running)
@@ -101,3 +116,35 @@ def test_pool_is_bounded_and_parallel():
     assert send_files(backend, "b", [SendItem("/p", "k")], workers=8) == [ItemResult("k", True, 1, None)]
     assert backend.most == 4
     assert get_objects(backend, "b", []) == [] and send_files(backend, "b", []) == []
+
+
+def test_small_objects_move_more_at_once_and_each_backend_hears_its_size():
+    backend = SlowBackend()
+    small = [GetItem(f"small-{i}", f"/nonexistent/{i}", size_hint=16 * 1024) for i in range(20)]
+    assert all(r.ok for r in get_objects(backend, "b", small))
+    assert backend.most == SMALL_OBJECT_WORKERS
+    assert backend.hints == {f"small-{i}": 16 * 1024 for i in range(20)}
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [[16 * 1024] * 19 + [SMALL_OBJECT], [16 * 1024] * 19 + [None]],
+    ids=["one large object", "one size unknown (a job made before sizes were sent)"],
+)
+def test_a_large_or_unknown_object_keeps_the_default_pool(sizes):
+    backend = SlowBackend()
+    items = [GetItem(f"key-{i}", f"/nonexistent/{i}", size_hint=size) for i, size in enumerate(sizes)]
+    assert all(r.ok for r in get_objects(backend, "b", items))
+    assert backend.most == DEFAULT_WORKERS
+
+
+def test_the_manifest_carries_the_sizes_of_the_request_and_none_for_older_jobs():
+    request = TransferRequest(authz_id=1, bucket="b", keys=["a", "b"], sizes=[16, 2**40])
+    manifest = GetManifest.model_validate_json(get_manifest(request.model_dump_json(), ["/d/0", "/d/1"], None))
+    assert [(item.key, item.path, item.size_hint) for item in manifest.items] == [
+        ("a", "/d/0", 16),
+        ("b", "/d/1", 2**40),
+    ]
+    older = TransferRequest(authz_id=1, bucket="b", keys=["a"]).model_dump_json(exclude={"sizes"})
+    manifest = GetManifest.model_validate_json(get_manifest(older, ["/d/0"], None))
+    assert manifest.items[0].size_hint is None

@@ -234,17 +234,18 @@ class StorageBackend(abc.ABC):
         asked = dict(zip(unknown, self._stat_each(bucket, unknown), strict=True))
         return [ObjectInfo(key, sizes[key]) if key in sizes else asked[key] for key in keys]
 
-    def download(self, bucket: str, key: str, path: str) -> int:
+    def download(self, bucket: str, key: str, path: str, size_hint: Optional[int] = None) -> int:
         """Stream the object into ``path`` with bounded memory; returns the bytes written. The
         bytes go to a partial file beside ``path``, renamed to it when whole: ``path`` may exist
         before (Galaxy creates its output files), and after a failure neither holds anything that
-        looks like the object."""
+        looks like the object. ``size_hint``, the size a listing gave, lets a backend choose how
+        to move the object; the bytes written are the object's, whatever its size is now."""
         self._check_names(bucket, key)
         directory, name = os.path.split(os.path.abspath(path))
         fd, partial = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
         os.close(fd)
         try:
-            written = self._download_into(bucket, key, partial)
+            written = self._download_into(bucket, key, partial, size_hint)
             check_not_stopped()  # whatever the SDK did meanwhile, a stopped job's output stays empty
             os.replace(partial, path)
         except BaseException as e:
@@ -292,7 +293,7 @@ class StorageBackend(abc.ABC):
     ) -> ListingPage: ...
 
     @abc.abstractmethod
-    def _download_into(self, bucket: str, key: str, partial: str) -> int:
+    def _download_into(self, bucket: str, key: str, partial: str, size_hint: Optional[int]) -> int:
         """Write the whole object into the existing file ``partial``; returns the bytes written,
         or raises (a short read included)."""
 

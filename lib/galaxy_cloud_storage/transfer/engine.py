@@ -19,6 +19,11 @@ from ..providers.storage import StorageBackend, StorageError
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKERS = 4
+#: Objects at a time when every object of a get was listed below SMALL_OBJECT bytes: each is one
+#: request, so the time per object is the cloud's latency, which more at once hide. Within the
+#: smallest connection pool of the backends (requests' default of 10, Azure's).
+SMALL_OBJECT_WORKERS = 8
+SMALL_OBJECT = 1024 * 1024
 
 
 @dataclass
@@ -36,7 +41,15 @@ OnResult = Optional[Callable[[ItemResult], None]]
 
 def get_objects(backend: StorageBackend, bucket: str, items: Sequence[GetItem], **kwargs) -> list[ItemResult]:
     """Download every item; results in the order of ``items`` (``execute``'s keywords)."""
+    kwargs.setdefault("workers", workers_for(items))
     return execute([_task(backend, bucket, item) for item in items], **kwargs)
+
+
+def workers_for(items: Sequence[GetItem]) -> int:
+    """More objects at once where all are small (by the sizes listed); memory stays bounded, as a
+    small object is one read buffer, and a large one keeps to DEFAULT_WORKERS x its parts."""
+    small = all(item.size_hint is not None and item.size_hint < SMALL_OBJECT for item in items)
+    return SMALL_OBJECT_WORKERS if items and small else DEFAULT_WORKERS
 
 
 def send_files(backend: StorageBackend, bucket: str, items: Sequence[SendItem], **kwargs) -> list[ItemResult]:
@@ -49,7 +62,7 @@ def _task(backend: StorageBackend, bucket: str, item) -> Task:
         return (
             item.key,
             f"copy '{item.key}' from bucket '{bucket}'",
-            partial(backend.download, bucket, item.key, item.path),
+            partial(backend.download, bucket, item.key, item.path, item.size_hint),
         )
     return item.key, f"send '{item.key}' to bucket '{bucket}'", partial(backend.upload, item.path, bucket, item.key)
 

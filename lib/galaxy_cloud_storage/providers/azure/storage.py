@@ -191,7 +191,7 @@ class AzureStorage(StorageBackend):
                 objects.append(ListedObject(item.name, item.size, _aware(item.last_modified)))
         return ListingPage(objects, folders, pages.continuation_token or None)
 
-    def _download_into(self, bucket: str, key: str, partial: str) -> int:
+    def _download_into(self, bucket: str, key: str, partial: str, size_hint: Optional[int]) -> int:
         with open(partial, "wb") as fh:
             # Ranged GETs of max_chunk_get_size, CONCURRENCY at a time, written at their offsets.
             downloader = self.service.get_blob_client(bucket, key).download_blob(max_concurrency=CONCURRENCY)

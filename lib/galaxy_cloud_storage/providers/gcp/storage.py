@@ -21,7 +21,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterator
+from typing import Iterator, Optional
 
 import requests
 from google.api_core import exceptions as api_exceptions
@@ -151,8 +151,16 @@ class GcsStorage(StorageBackend):
         objects = [ListedObject(blob.name, blob.size or 0, blob.updated) for blob in page]
         return ListingPage(objects, list(page.prefixes), blobs.next_page_token or None)
 
-    def _download_into(self, bucket: str, key: str, partial: str) -> int:
+    def _download_into(self, bucket: str, key: str, partial: str, size_hint: Optional[int]) -> int:
         blob = self.client.bucket(bucket).blob(key)
+        if size_hint is not None and size_hint < self.chunk_size:
+            # Listed below one range: one GET (one version, whole), checked against the CRC32C
+            # the response carries. Not a metadata request and a pool of threads for one range.
+            with open(partial, "wb") as fh:
+                blob.download_to_file(
+                    fh, raw_download=True, checksum="crc32c", retry=self.retry, timeout=REQUEST_TIMEOUT
+                )
+                return fh.tell()
         blob.reload(retry=self.retry, timeout=REQUEST_TIMEOUT)  # size, generation and CRC32C
         # Ranges of chunk_size, CONCURRENCY threads (the library's default is processes), each
         # streamed into its place in the file; the whole is checked against the object's CRC32C.

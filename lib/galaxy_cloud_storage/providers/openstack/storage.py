@@ -191,7 +191,7 @@ class SwiftStorage(StorageBackend):
         last = entries[-1]
         return ListingPage(objects, folders, last["subdir"] if "subdir" in last else last["name"])
 
-    def _download_into(self, bucket: str, key: str, partial: str) -> int:
+    def _download_into(self, bucket: str, key: str, partial: str, size_hint: Optional[int]) -> int:
         with self._connection() as conn:
             # With resp_chunk_size, swiftclient streams, and resumes a broken body with a Range request.
             headers, body = conn.get_object(bucket, key, resp_chunk_size=CHUNK_SIZE)
