@@ -2,6 +2,7 @@
 ticket, redeem it for the credentials, move the objects, fail loudly naming each failed object; then
 tell Galaxy the sniffed datatypes."""
 
+import io
 import json
 import os
 import signal
@@ -25,6 +26,8 @@ from galaxy_cloud_storage.transfer.datatypes import GALAXY_JSON
 from galaxy_cloud_storage.transfer.job import END_OF_JOB, main, read_ticket
 
 BUCKET = "job-bucket"
+# For tests about something else: no datatypes step (Galaxy's registry takes seconds to import).
+NO_SNIFFING = {"file_type": "txt"}
 
 
 @pytest.fixture
@@ -102,12 +105,46 @@ def test_get_sniffs_and_converts(moto_s3, office, tmp_path, monkeypatch):
     manifest, credentials = write_job_files(tmp_path, moto_s3, office, {"items": items, "input_args": args})
 
     assert main(["get", manifest, credentials]) == 0
-    assert not (tmp_path / "working" / GALAXY_JSON).exists()  # the transfer step does not load Galaxy's datatypes
-    assert datatypes.main([manifest]) == 0
 
+    # by the datatypes step, a process of its own beside the transfer
     provided = json.loads((tmp_path / "working" / GALAXY_JSON).read_text())
-    assert provided["output0"]["ext"] == "bed"
+    assert provided == {"output0": {"ext": "bed"}, "output1": {"ext": "tabular"}}
     assert (tmp_path / "out1.dat").read_bytes() == b"a\tb\nc\td\n"
+
+
+def test_a_datatypes_step_that_fails_fails_the_job(moto_s3, office, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(working(tmp_path))
+    admin = moto_s3.admin()
+    admin.create_bucket(Bucket=BUCKET)
+    admin.put_object(Bucket=BUCKET, Key="a.bed", Body=b"chr1\t1\t2\n")
+    items = [{"key": "a.bed", "path": str(tmp_path / "out0.dat"), "output": "output0"}]
+    manifest, credentials = write_job_files(
+        tmp_path, moto_s3, office, {"items": items, "datatypes_conf": str(tmp_path / "no-such-datatypes_conf.xml")}
+    )
+
+    assert main(["get", manifest, credentials]) == 1
+    assert not (tmp_path / "working" / GALAXY_JSON).exists()
+
+
+@pytest.mark.parametrize("stdin,declared", [("1\n0\ndone\n", ["output1", "output0"]), ("1\n", None)])
+def test_the_datatypes_step_declares_what_arrived_only_once_all_did(tmp_path, monkeypatch, stdin, declared):
+    """``--as-they-arrive``: each index sniffed as the transfer writes it; nothing declared when
+    the transfer ends without ``done`` (it failed or was stopped, and says so itself)."""
+    monkeypatch.chdir(working(tmp_path))
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    items = []
+    for i, body in enumerate([b"chr1\t1\t2\n", b"@r\nACGT\n+\nIIII\n"]):
+        (tmp_path / f"out{i}.dat").write_bytes(body)
+        items.append({"key": f"k{i}", "path": str(tmp_path / f"out{i}.dat"), "output": f"output{i}"})
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"bucket": BUCKET, "items": items, "input_args": {}}))
+
+    assert datatypes.main([str(manifest), "--as-they-arrive"]) == 0
+    galaxy_json = tmp_path / "working" / GALAXY_JSON
+    if declared is None:
+        assert not galaxy_json.exists()
+    else:
+        assert list(json.loads(galaxy_json.read_text())) == declared
 
 
 def test_credentials_error_is_reported_and_nothing_moves(moto_s3, office, tmp_path, capsys, monkeypatch):
@@ -175,7 +212,7 @@ def test_a_ticket_works_once(moto_s3, office, tmp_path, capsys, monkeypatch):
     admin.create_bucket(Bucket=BUCKET)
     admin.put_object(Bucket=BUCKET, Key="k.txt", Body=b"x")
     items = [{"key": "k.txt", "path": str(tmp_path / "out0.dat"), "output": "output0"}]
-    manifest, credentials = write_job_files(tmp_path, moto_s3, office, {"items": items})
+    manifest, credentials = write_job_files(tmp_path, moto_s3, office, {"items": items, "input_args": NO_SNIFFING})
     with open(credentials) as fh, open(tmp_path / "working" / fh.read().strip()) as ticket_fh:
         replay = json.load(ticket_fh)
 
@@ -198,7 +235,7 @@ def test_a_busy_galaxy_is_asked_again_and_nothing_else_is(moto_s3, office, tmp_p
     admin.create_bucket(Bucket=BUCKET)
     admin.put_object(Bucket=BUCKET, Key="k.txt", Body=b"x")
     items = [{"key": "k.txt", "path": str(tmp_path / "out0.dat"), "output": "output0"}]
-    manifest, credentials = write_job_files(tmp_path, moto_s3, office, {"items": items})
+    manifest, credentials = write_job_files(tmp_path, moto_s3, office, {"items": items, "input_args": NO_SNIFFING})
     office.troubles = [503, 503, 503]
     assert main(["get", manifest, credentials]) == 0
     assert office.requests == 4 and len(office.redeemed) == 1

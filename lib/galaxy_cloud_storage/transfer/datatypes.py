@@ -1,10 +1,16 @@
-"""The get job's second step: sniff each new dataset's datatype (or take ``file_type``), convert
-text when asked, and tell Galaxy through galaxy.json. Run after the transfer succeeded:
+"""The get job's datatypes step: sniff each new dataset's datatype (or take ``file_type``), convert
+text when asked, and tell Galaxy through galaxy.json. The transfer starts it beside itself
+(``DatatypesStep``) and tells it each object as it lands, so the datasets are sniffed while the
+others still download, and Galaxy's datatypes registry loads meanwhile:
 
-    python -m galaxy_cloud_storage.transfer.datatypes MANIFEST
+    python -m galaxy_cloud_storage.transfer.datatypes MANIFEST --as-they-arrive
+
+reads the manifest's item indexes from stdin, one a line, then ``done`` when every object came;
+without ``done`` (the transfer failed or was stopped) it declares nothing. Without
+``--as-they-arrive`` it does every item at once (a job prepared by an older version of the tool).
 
 A process of its own because Galaxy's datatypes registry costs about 250 MiB and several seconds to
-load, which the transfer itself does not need.
+load, which the transfer itself does not need (invariant 8).
 
 Where Galaxy's datatypes are not installed (a Pulsar node with the plugin alone), each dataset is
 declared ``_sniff_`` instead: Galaxy sniffs it when it sets its metadata, after the job.
@@ -13,11 +19,14 @@ declared ``_sniff_`` instead: Galaxy sniffs it when it sets its metadata, after 
 import importlib.util
 import json
 import os
+import subprocess
 import sys
-from typing import Optional
+import threading
+from typing import Iterable, Optional
 
 from ..contracts import GetManifest
 
+MODULE = "galaxy_cloud_storage.transfer.datatypes"
 GALAXY_JSON = "galaxy.json"  # Galaxy reads each output's metadata (the sniffed ext) from it
 
 
@@ -29,14 +38,16 @@ def datatypes_registry(conf: Optional[str]):
     return registry
 
 
-def set_datatypes(manifest: GetManifest) -> None:
-    """Sniff (or take ``file_type``), convert when asked, and tell Galaxy each dataset's ext."""
+def set_datatypes(manifest: GetManifest, arrived: Iterable[int]) -> None:
+    """Sniff (or take ``file_type``) and convert each item of ``arrived`` (indexes into the
+    manifest's items) as it comes, then tell Galaxy each dataset's ext."""
     from galaxy.datatypes.upload_util import handle_upload
 
     args = manifest.input_args
     registry = datatypes_registry(manifest.datatypes_conf)
     provided = {}
-    for item in manifest.items:
+    for index in arrived:
+        item = manifest.items[index]
         response = handle_upload(
             registry=registry,
             path=item.path,
@@ -52,8 +63,29 @@ def set_datatypes(manifest: GetManifest) -> None:
             convert_spaces_to_tabs=args.space_to_tab,
         )
         provided[item.output] = {"ext": response.ext}
+    write_galaxy_json(provided)
+
+
+def write_galaxy_json(provided: dict) -> None:
     with open(GALAXY_JSON, "w") as meta:
         json.dump(provided, meta)
+
+
+#: What the transfer writes on the datatypes step's stdin once every object came.
+ALL_ARRIVED = "done"
+
+
+class TransferEnded(Exception):
+    """The transfer ended without every object: declare nothing."""
+
+
+def arrivals(lines: Iterable[str]) -> Iterable[int]:
+    """The item indexes the transfer writes, until its ``done``; TransferEnded at an end without it."""
+    for line in lines:
+        if line.strip() == ALL_ARRIVED:
+            return
+        yield int(line)
+    raise TransferEnded()
 
 
 #: The ext that has Galaxy sniff a dataset when it sets its metadata, after the job, with its own
@@ -67,33 +99,83 @@ def has_galaxy_datatypes() -> bool:
     return importlib.util.find_spec("galaxy") is not None and importlib.util.find_spec("galaxy.datatypes") is not None
 
 
-def leave_sniffing_to_galaxy(manifest: GetManifest) -> None:
+def leave_sniffing_to_galaxy(manifest: GetManifest, arrived: Iterable[int]) -> None:
     """Tell Galaxy to sniff each dataset itself once it has fetched it (README "Pulsar")."""
-    with open(GALAXY_JSON, "w") as meta:
-        json.dump({item.output: {"ext": SNIFF_IN_GALAXY} for item in manifest.items}, meta)
+    outputs = [manifest.items[index].output for index in arrived]
+    write_galaxy_json({output: {"ext": SNIFF_IN_GALAXY} for output in outputs})
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    (manifest_path,) = argv if argv is not None else sys.argv[1:]
+    argv = list(argv if argv is not None else sys.argv[1:])
+    as_they_arrive = "--as-they-arrive" in argv
+    (manifest_path,) = [arg for arg in argv if arg != "--as-they-arrive"]
     with open(manifest_path) as fh:
         manifest = GetManifest.model_validate_json(fh.read())
     args = manifest.input_args
     if not args.needs_datatypes_step:
         return 0
-    if has_galaxy_datatypes():
-        set_datatypes(manifest)
-    elif args.to_posix_lines or args.space_to_tab:
-        # Galaxy's conversions live in galaxy-data; without it the bytes would stay unconverted.
-        print(
-            "Converting line endings or spaces (to_posix_lines, space_to_tab) needs Galaxy's datatypes "
-            "(the galaxy-data package) where the job runs, which this node does not have; nothing was "
-            "converted.",
-            file=sys.stderr,
-        )
-        return 1
-    else:
-        leave_sniffing_to_galaxy(manifest)
+    arrived = arrivals(sys.stdin) if as_they_arrive else range(len(manifest.items))
+    try:
+        if has_galaxy_datatypes():
+            set_datatypes(manifest, arrived)
+        elif args.to_posix_lines or args.space_to_tab:
+            # Galaxy's conversions live in galaxy-data; without it the bytes would stay unconverted.
+            print(
+                "Converting line endings or spaces (to_posix_lines, space_to_tab) needs Galaxy's datatypes "
+                "(the galaxy-data package) where the job runs, which this node does not have; nothing was "
+                "converted.",
+                file=sys.stderr,
+            )
+            return 1
+        else:
+            leave_sniffing_to_galaxy(manifest, arrived)
+    except TransferEnded:
+        return 0  # the transfer says why; nothing is declared
     return 0
+
+
+class DatatypesStep:
+    """The datatypes step as the transfer process sees it: a process started beside the transfer
+    (``main --as-they-arrive``), told each object's index as it lands (``arrived``, from the
+    transfer's threads), and ``finish``-ed with whether every object came. A step that has died
+    is not written to again; its exit status fails the job."""
+
+    def __init__(self, manifest: GetManifest, manifest_path: str):
+        self._index = {item.key: i for i, item in enumerate(manifest.items)}
+        self._lock = threading.Lock()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", MODULE, manifest_path, "--as-they-arrive"],
+            stdin=subprocess.PIPE,
+            text=True,
+        )
+
+    @classmethod
+    def start(cls, manifest: GetManifest, manifest_path: str) -> Optional["DatatypesStep"]:
+        return cls(manifest, manifest_path) if manifest.input_args.needs_datatypes_step else None
+
+    def arrived(self, key: str) -> None:
+        self._write(f"{self._index[key]}\n")
+
+    def finish(self, all_arrived: bool) -> int:
+        """Its exit status, once it has declared every dataset (or, without ``all_arrived``, none)."""
+        if all_arrived:
+            self._write(f"{ALL_ARRIVED}\n")
+        else:
+            self._process.terminate()  # nothing to declare: no need to wait for the registry to load
+        try:
+            self._process.stdin.close()
+        except OSError:
+            pass
+        status = self._process.wait()
+        return status if all_arrived else 0
+
+    def _write(self, line: str) -> None:
+        with self._lock:
+            try:
+                self._process.stdin.write(line)
+                self._process.stdin.flush()
+            except OSError:  # it ended early: its exit status and stderr say why
+                pass
 
 
 if __name__ == "__main__":

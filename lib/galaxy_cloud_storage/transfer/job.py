@@ -7,9 +7,9 @@ docs/design.rst): the manifest says what to move where; the credentials file (wr
 handler when the job was prepared) names a one-time ticket in the job's working directory, deleted
 (with the job script's copies) as soon as it is read, which the job redeems for its credentials at
 Galaxy's API as it starts (tickets.py). Any failed object fails the job (exit 1) with a line per
-object on stderr, which Galaxy shows on the job's datasets (invariant 7). Datatypes are set
-afterwards by ``transfer.datatypes``, a process of its own, so that Galaxy's
-datatypes registry does not weigh on this one's memory (invariant 8).
+object on stderr, which Galaxy shows on the job's datasets (invariant 7). Datatypes are set by
+``transfer.datatypes``, a process this one starts beside itself and tells of each object as it
+lands, so that Galaxy's datatypes registry does not weigh on this one's memory (invariant 8).
 """
 
 import json
@@ -26,6 +26,7 @@ from urllib3.util.retry import Retry
 
 from ..contracts import GetManifest, JOB_CREDENTIALS, JobCredentials, MintingFailure, SendManifest
 from ..providers.storage import STOPPED, StorageBackend
+from .datatypes import DatatypesStep
 from .engine import get_objects, ItemResult, send_files
 
 
@@ -124,8 +125,20 @@ def report(results: list[ItemResult], verb: str) -> int:
     return 1 if failed else 0
 
 
-def run_get(backend: StorageBackend, manifest: GetManifest) -> int:
-    return report(get_objects(backend, manifest.bucket, manifest.items), "Copied")
+def run_get(backend: StorageBackend, manifest: GetManifest, manifest_path: str) -> int:
+    """Every object, each sniffed as it lands by the datatypes step running beside (DatatypesStep)."""
+    step = DatatypesStep.start(manifest, manifest_path)
+
+    def landed(result: ItemResult) -> None:
+        if step is not None and result.ok:
+            step.arrived(result.key)
+
+    status = 1
+    try:
+        status = report(get_objects(backend, manifest.bucket, manifest.items, on_result=landed), "Copied")
+    finally:
+        sniffed = step.finish(all_arrived=status == 0 and not STOPPED.is_set()) if step is not None else 0
+    return status or sniffed
 
 
 def run_send(backend: StorageBackend, manifest: SendManifest) -> int:
@@ -190,7 +203,7 @@ def transfer(action: str, manifest_path: str, credentials_path: str) -> int:
         return 1
     backend = credentials.backend()
     if action == "get":
-        status = run_get(backend, GetManifest.model_validate_json(manifest_json))
+        status = run_get(backend, GetManifest.model_validate_json(manifest_json), manifest_path)
     else:
         status = run_send(backend, SendManifest.model_validate_json(manifest_json))
     print(f"Peak memory of the transfer: {peak_rss_mib():.0f} MiB")
