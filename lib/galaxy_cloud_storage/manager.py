@@ -14,10 +14,15 @@ from typing import Hashable, Iterable, Iterator, Optional
 
 from galaxy import exceptions
 from galaxy.managers.histories import HistoryManager
-from galaxy.model import HistoryDatasetAssociation, HistoryDatasetCollectionAssociation, Job
+from galaxy.model import (
+    HistoryDatasetAssociation,
+    HistoryDatasetCollectionAssociation,
+    Job,
+    JobToOutputDatasetAssociation,
+)
 from galaxy.model.dataset_collections.builder import CollectionBuilder
 from galaxy.model.dataset_collections.type_description import COLLECTION_TYPE_DESCRIPTION_FACTORY
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from .authz.delegation import CredentialBroker
 from .authz.manager import CloudAuthzManager
@@ -587,10 +592,19 @@ class CloudManager:
             job.add_parameter(name, value)
         for i, hda in enumerate(inputs):
             job.add_input_dataset(input_name(i), hda)
-        for i, hda in enumerate(outputs):
-            job.add_output_dataset(output_name(i), hda)
+        for hda in outputs:
+            hda.dataset.job = job  # the outputs' creating job, as Job.add_output_dataset sets it
         job.set_state(job.states.NEW)
         session.flush()
+        if outputs:
+            # The job's outputs in one INSERT. Job.add_output_dataset adds each association to the
+            # session, which walks everything reachable from it, the job's earlier outputs
+            # included: quadratic, 0.4 s of a 1,000-object request (py-spy).
+            session.execute(
+                insert(JobToOutputDatasetAssociation),
+                [{"job_id": job.id, "dataset_id": hda.id, "name": output_name(i)} for i, hda in enumerate(outputs)],
+            )
+            session.expire(job, ["output_datasets"])
         return job
 
     def _enqueue(self, trans, job: Job, tool) -> None:
