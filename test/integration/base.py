@@ -4,7 +4,6 @@ import os
 import shutil
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Optional
 
 import galaxy.tools
@@ -197,23 +196,14 @@ class LocalCloudTestCase(CloudStorageTestCase):
         return None
 
     @classmethod
-    def seed_cloud(cls) -> None:
-        """Put what the class's tests share into its cloud: run while Galaxy starts (each Galaxy
-        takes a minute, a 10,000-object folder as long again on 2 cores)."""
-
-    @classmethod
     def setUpClass(cls):
         cls.cloud_dir = tempfile.mkdtemp(prefix=f"gcs-{cls.provider}-")
         cls.cloud = start_cloud(cls.provider, cls.cloud_dir, cls.cloud_identity(), **cls.cloud_options)
-        with ThreadPoolExecutor(1, thread_name_prefix="seed-cloud") as seeder:
-            seeding = seeder.submit(cls.seed_cloud)
-            try:
-                super().setUpClass()
-                seeding.result()
-            except BaseException:
-                wait([seeding])
-                cls.cloud.stop()
-                raise
+        try:
+            super().setUpClass()
+        except BaseException:
+            cls.cloud.stop()
+            raise
 
     @classmethod
     def tearDownClass(cls):

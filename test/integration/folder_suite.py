@@ -11,10 +11,6 @@ MAX_OBJECTS = 5000
 FASTQ = b"@r1\nACGT\n+\nIIII\n"
 
 
-def big_folder_keys() -> list[str]:
-    return sorted(f"{BIG_FOLDER}{i:05d}-{'x' * (i % 7)}.txt" for i in range(BIG_COUNT))
-
-
 class FolderSuite:
     """Needs CloudTransferSuite's helpers (cloud_get, cloud_send, put_object, ...)."""
 
@@ -84,15 +80,9 @@ class FolderSuite:
             refused = self._get("cloud/storage/buckets", data={"authz_id": self.limited_authz_id})
             self.assert_error(refused, 403, "may not list", "directly")
 
-    @classmethod
-    def seed_cloud(cls) -> None:
-        super().seed_cloud()
-        cls.cloud.admin.put_objects(cls.cloud.bucket, dict.fromkeys(big_folder_keys(), b""))
-
     def big_folder(self) -> list[str]:
-        """BIG_COUNT empty objects under BIG_FOLDER, put while Galaxy started (seed_cloud); their
-        keys, sorted. Put again should a test have changed them."""
-        keys = big_folder_keys()
+        """BIG_COUNT empty objects under BIG_FOLDER, put once per cloud; their keys, sorted."""
+        keys = sorted(f"{BIG_FOLDER}{i:05d}-{'x' * (i % 7)}.txt" for i in range(BIG_COUNT))
         if self.cloud.admin.list_keys(self.cloud.bucket, BIG_FOLDER) != keys:
             self.put_many(dict.fromkeys(keys, b""))
         return keys
