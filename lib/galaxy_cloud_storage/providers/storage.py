@@ -317,6 +317,20 @@ class StorageBackend(abc.ABC):
         except InvalidName as e:
             raise InvalidObjectName(str(e)) from None
 
+    def _write_stream(self, chunks: Iterable[bytes], partial: str, expected: int, bucket: str, key: str) -> int:
+        """Write an object's body into ``partial`` as it streams; returns the bytes written. A body
+        that ends short of ``expected`` (the size its response announced) is an error."""
+        with open(partial, "wb") as fh:
+            for chunk in chunks:
+                check_not_stopped()
+                fh.write(chunk)
+            written = fh.tell()
+        if written != expected:
+            raise StorageError(
+                f"Could not download object '{key}' in {self.noun} '{bucket}': got {written} of {expected} bytes"
+            )
+        return written
+
     def _what(self, bucket: Optional[str], key: Optional[str]) -> str:
         if bucket is None:  # the account's bucket listing
             return f"the {self.noun}s of this account"

@@ -32,7 +32,6 @@ from ..cancellation import s3transfer_progress
 from ..storage import (
     AccessDenied,
     BucketInfo,
-    check_not_stopped,
     JsonCredentials,
     ListedObject,
     ListingPage,
@@ -232,18 +231,8 @@ class AwsStorage(StorageBackend):
         11.4 s through it and 5.9 s this way. Should the object have grown since it was listed, it
         still comes whole, in one stream."""
         response = self.client.get_object(Bucket=bucket, Key=key)
-        expected = response["ContentLength"]
-        with open(partial, "wb") as fh:
-            # botocore's StreamingBody raises IncompleteReadError on a body shorter than announced.
-            for chunk in response["Body"].iter_chunks(WHOLE_OBJECT_CHUNK):
-                check_not_stopped()
-                fh.write(chunk)
-            written = fh.tell()
-        if written != expected:
-            raise StorageError(
-                f"Could not download object '{key}' in bucket '{bucket}': got {written} of {expected} bytes"
-            )
-        return written
+        chunks = response["Body"].iter_chunks(WHOLE_OBJECT_CHUNK)
+        return self._write_stream(chunks, partial, response["ContentLength"], bucket, key)
 
     def _upload(self, path: str, size: int, bucket: str, key: str) -> None:
         # On any failure s3transfer aborts the multipart upload, so no hidden parts are left.

@@ -42,7 +42,6 @@ from ..settings import MiB
 from ..storage import (
     AccessDenied,
     BucketInfo,
-    check_not_stopped,
     JsonCredentials,
     ListedObject,
     ListingPage,
@@ -195,17 +194,7 @@ class SwiftStorage(StorageBackend):
         with self._connection() as conn:
             # With resp_chunk_size, swiftclient streams, and resumes a broken body with a Range request.
             headers, body = conn.get_object(bucket, key, resp_chunk_size=CHUNK_SIZE)
-            expected = int(headers["content-length"])
-            with open(partial, "wb") as fh:
-                for chunk in body:
-                    check_not_stopped()
-                    fh.write(chunk)
-                written = fh.tell()
-        if written != expected:
-            raise StorageError(
-                f"Could not download object '{key}' in container '{bucket}': got {written} of {expected} bytes"
-            )
-        return written
+            return self._write_stream(body, partial, int(headers["content-length"]), bucket, key)
 
     def _upload(self, path: str, size: int, bucket: str, key: str) -> None:
         replaced = self._segments_of(bucket, key)
