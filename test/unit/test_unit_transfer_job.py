@@ -37,6 +37,15 @@ def office():
     office.close()
 
 
+def bucket_holding(moto_s3, objects: dict):
+    """The test's bucket on the moto server, holding ``objects`` (key -> bytes); its admin client."""
+    admin = moto_s3.admin()
+    admin.create_bucket(Bucket=BUCKET)
+    for key, body in objects.items():
+        admin.put_object(Bucket=BUCKET, Key=key, Body=body)
+    return admin
+
+
 def working(job_directory) -> str:
     """The job's working directory, made: where the job runs, and where its ticket is."""
     (job_directory / "working").mkdir(exist_ok=True)
@@ -74,9 +83,7 @@ def write_job_files(tmp_path, moto_s3, office, manifest: dict, credentials: dict
 
 def test_get_fails_loudly_naming_each_missing_object(moto_s3, office, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(working(tmp_path))
-    admin = moto_s3.admin()
-    admin.create_bucket(Bucket=BUCKET)
-    admin.put_object(Bucket=BUCKET, Key="here.txt", Body=b"x")
+    bucket_holding(moto_s3, {"here.txt": b"x"})
     items = [
         {"key": key, "path": str(tmp_path / f"out{i}.dat"), "output": f"output{i}"}
         for i, key in enumerate(["here.txt", "gone-1.txt", "gone-2.txt"])
@@ -93,10 +100,7 @@ def test_get_fails_loudly_naming_each_missing_object(moto_s3, office, tmp_path, 
 
 def test_get_sniffs_and_converts(moto_s3, office, tmp_path, monkeypatch):
     monkeypatch.chdir(working(tmp_path))
-    admin = moto_s3.admin()
-    admin.create_bucket(Bucket=BUCKET)
-    admin.put_object(Bucket=BUCKET, Key="a.bed", Body=b"chr1\t1\t2\tx\t0\t+\n")
-    admin.put_object(Bucket=BUCKET, Key="spaced.txt", Body=b"a  b\r\nc  d\r\n")
+    bucket_holding(moto_s3, {"a.bed": b"chr1\t1\t2\tx\t0\t+\n", "spaced.txt": b"a  b\r\nc  d\r\n"})
     items = [
         {"key": "a.bed", "path": str(tmp_path / "out0.dat"), "output": "output0"},
         {"key": "spaced.txt", "path": str(tmp_path / "out1.dat"), "output": "output1"},
@@ -114,9 +118,7 @@ def test_get_sniffs_and_converts(moto_s3, office, tmp_path, monkeypatch):
 
 def test_a_datatypes_step_that_fails_fails_the_job(moto_s3, office, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(working(tmp_path))
-    admin = moto_s3.admin()
-    admin.create_bucket(Bucket=BUCKET)
-    admin.put_object(Bucket=BUCKET, Key="a.bed", Body=b"chr1\t1\t2\n")
+    bucket_holding(moto_s3, {"a.bed": b"chr1\t1\t2\n"})
     items = [{"key": "a.bed", "path": str(tmp_path / "out0.dat"), "output": "output0"}]
     manifest, credentials = write_job_files(
         tmp_path, moto_s3, office, {"items": items, "datatypes_conf": str(tmp_path / "no-such-datatypes_conf.xml")}
@@ -163,9 +165,7 @@ def test_credentials_error_is_reported_and_nothing_moves(moto_s3, office, tmp_pa
 
 def test_send_keeps_an_object_that_appeared_since_the_request(moto_s3, office, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(working(tmp_path))
-    admin = moto_s3.admin()
-    admin.create_bucket(Bucket=BUCKET)
-    admin.put_object(Bucket=BUCKET, Key="taken.txt", Body=b"theirs")
+    admin = bucket_holding(moto_s3, {"taken.txt": b"theirs"})
     (tmp_path / "d0.dat").write_bytes(b"mine")
     (tmp_path / "d1.dat").write_bytes(b"new")
     items = [
@@ -208,9 +208,7 @@ def test_the_ticket_is_private_whatever_the_umask_and_so_is_galaxys_copy(tmp_pat
 def test_a_ticket_works_once(moto_s3, office, tmp_path, capsys, monkeypatch):
     """A second job holding the same ticket (a copy of the file, a replay) gets no credentials."""
     monkeypatch.chdir(working(tmp_path))
-    admin = moto_s3.admin()
-    admin.create_bucket(Bucket=BUCKET)
-    admin.put_object(Bucket=BUCKET, Key="k.txt", Body=b"x")
+    bucket_holding(moto_s3, {"k.txt": b"x"})
     items = [{"key": "k.txt", "path": str(tmp_path / "out0.dat"), "output": "output0"}]
     manifest, credentials = write_job_files(tmp_path, moto_s3, office, {"items": items, "input_args": NO_SNIFFING})
     with open(credentials) as fh, open(tmp_path / "working" / fh.read().strip()) as ticket_fh:
@@ -231,9 +229,7 @@ def test_a_busy_galaxy_is_asked_again_and_nothing_else_is(moto_s3, office, tmp_p
     """503 is tickets.DatabaseBusy (the ticket rolled back): asked again. Any other refusal may
     have used the ticket, so it is the job's end."""
     monkeypatch.chdir(working(tmp_path))
-    admin = moto_s3.admin()
-    admin.create_bucket(Bucket=BUCKET)
-    admin.put_object(Bucket=BUCKET, Key="k.txt", Body=b"x")
+    bucket_holding(moto_s3, {"k.txt": b"x"})
     items = [{"key": "k.txt", "path": str(tmp_path / "out0.dat"), "output": "output0"}]
     manifest, credentials = write_job_files(tmp_path, moto_s3, office, {"items": items, "input_args": NO_SNIFFING})
     office.troubles = [503, 503, 503]
@@ -327,8 +323,7 @@ def test_a_send_stopped_by_sigterm_aborts_its_upload_and_does_not_say_it_ended(
     and stdout lacks END_OF_JOB, which the tools' <stdio> requires (Galaxy gets no exit code
     from a job its batch system killed)."""
     monkeypatch.chdir(working(tmp_path))
-    admin = moto_s3.admin()
-    admin.create_bucket(Bucket=BUCKET)
+    admin = bucket_holding(moto_s3, {})
     (tmp_path / "d0.dat").write_bytes(os.urandom(12 * 1024 * 1024))
     terminated = []
 
