@@ -178,10 +178,10 @@ def get_manifest(request, outputs: list, datatypes_conf) -> str:
     """What the job copies where: ``outputs`` are the job's datasets named by
     contracts.output_name(0), output_name(1), ..., in order."""
     request = TransferRequest.model_validate_json(str(request))
-    sizes = request.sizes if request.sizes is not None and len(request.sizes) == len(request.keys) else None
+    sizes = request.sizes or [None] * len(request.keys)  # none in jobs made before 0.11
     items = [
-        GetItem(key, str(output), output_name(i), sizes[i] if sizes else None)
-        for i, (key, output) in enumerate(_matched(request.keys, outputs))
+        GetItem(key, str(output), output_name(i), size)
+        for i, ((key, output), size) in enumerate(zip(_matched(request.keys, outputs), sizes, strict=True))
     ]
     return GetManifest(
         bucket=request.bucket, items=items, input_args=request.input_args, datatypes_conf=str(datatypes_conf)
