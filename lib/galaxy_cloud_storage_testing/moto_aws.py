@@ -87,10 +87,16 @@ class AwsAdmin(StorageAdmin):
                         "Action": ["s3:ListBucket", "s3:HeadBucket", "s3:GetBucketLocation"],
                         "Resource": "arn:aws:s3:::*",
                     },
+                    # AWS checks s3:GetObject for a HEAD of an object and s3:PutObject for each call of a
+                    # multipart upload; moto 5.2.6 checks some calls by their own names instead.
                     {
                         "Effect": "Allow",
                         "Action": [
                             "s3:GetObject",
+                            "s3:HeadObject",
+                            "s3:CreateMultipartUpload",
+                            "s3:UploadPart",
+                            "s3:CompleteMultipartUpload",
                             "s3:PutObject",
                             "s3:DeleteObject",
                             "s3:AbortMultipartUpload",
