@@ -7,16 +7,18 @@ directory: a folder per bucket, an object a file named by its percent-encoded ke
 per user listing the buckets it may use (``.grants/<token>``).
 """
 
+import hashlib
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import ClassVar, Iterable, Iterator, Optional
+from typing import Callable, ClassVar, Iterable, Iterator, Optional
 from urllib.parse import quote, unquote
 
 from galaxy_cloud_storage.providers.cancellation import open_for_sending
 from galaxy_cloud_storage.providers.cloud import Cloud
+from galaxy_cloud_storage.providers.integrity import Checksum, Digests, MD5, ObjectChecksums
 from galaxy_cloud_storage.providers.names import NameRules
 from galaxy_cloud_storage.providers.settings import ProviderAuthzConfig, ProviderSettings, Secret
 from galaxy_cloud_storage.providers.storage import (
@@ -68,6 +70,10 @@ class StandinCloud(Cloud[DirectorySettings, DirectoryAuthzConfig]):
 
     def mint(self, settings, config, login):  # a cloud in one module: no credentials module beside it
         return DirectoryCredentials(config.token)
+
+
+class VersionChanged(Exception):
+    """The object was replaced since its version was measured (the stand-in's 412)."""
 
 
 class StoreUnreachable(Exception):
@@ -155,15 +161,42 @@ class DirectoryStorage(StorageBackend):
         status = os.stat(os.path.join(directory, quote(key, safe="")))
         return status.st_size, datetime.fromtimestamp(status.st_mtime, timezone.utc)
 
-    def _download_into(self, bucket: str, key: str, partial: str, size_hint: Optional[int]) -> int:
-        source = self._object_path(bucket, key)
-        if not os.path.exists(source):
-            raise KeyError(key)
-        with open(source, "rb") as src, open(partial, "wb") as dst:
-            shutil.copyfileobj(src, dst, self.part_size)
-            return dst.tell()
+    # The store's "server side": an object's MD5 as the store computes it, and its inode as the
+    # version a ranged read is conditioned on (an object replaced meanwhile is a new file).
+    whole_object_algorithms = (MD5,)
 
-    def _upload(self, path: str, size: int, bucket: str, key: str) -> None:
+    def _checksums(self, path: str) -> ObjectChecksums:
+        if not os.path.exists(path):
+            raise KeyError(path)
+        with open(path, "rb") as fh:
+            md5 = hashlib.file_digest(fh, "md5").digest()
+            status = os.fstat(fh.fileno())
+        return ObjectChecksums(status.st_size, (Checksum(MD5, md5, "the store's MD5"),), version=status.st_ino)
+
+    def _read_whole(self, bucket: str, key: str, write: Callable[[bytes], None]) -> ObjectChecksums:
+        path = self._object_path(bucket, key)
+        checksums = self._checksums(path)
+        with open(path, "rb") as fh:
+            while data := fh.read(self.part_size):
+                write(data)
+        return checksums
+
+    def _head(self, bucket: str, key: str) -> ObjectChecksums:
+        return self._checksums(self._object_path(bucket, key))
+
+    def _read_range(
+        self, bucket: str, key: str, checksums: ObjectChecksums, start: int, end: int, write: Callable[[bytes], None]
+    ) -> None:
+        with open(self._object_path(bucket, key), "rb") as fh:
+            if os.fstat(fh.fileno()).st_ino != checksums.version:
+                raise VersionChanged(key)
+            fh.seek(start)
+            remaining = end - start + 1
+            while remaining and (data := fh.read(min(self.part_size, remaining))):
+                write(data)
+                remaining -= len(data)
+
+    def _upload(self, path: str, size: int, bucket: str, key: str, digests: Digests) -> None:
         target = self._object_path(bucket, key)
         fd, partial = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".upload-")
         try:
@@ -174,6 +207,15 @@ class DirectoryStorage(StorageBackend):
             os.unlink(partial)
             raise
 
+    def _stored_checksums(self, bucket: str, key: str) -> ObjectChecksums:
+        return self._head(bucket, key)
+
+    def _upload_algorithms(self, size: int) -> tuple[str, ...]:
+        return (MD5,)
+
+    def _delete(self, bucket: str, key: str) -> None:
+        os.unlink(self._object_path(bucket, key))
+
     def _storage_error(
         self, error: Exception, action: str, bucket: str, key: Optional[str], what: str
     ) -> Optional[StorageError]:
@@ -183,6 +225,8 @@ class DirectoryStorage(StorageBackend):
             return self._missing_bucket(bucket)
         if isinstance(error, KeyError):
             return self._missing_object(bucket, key)
+        if isinstance(error, VersionChanged):
+            return StorageError(f"Could not {action} {what}: it was replaced while being copied; try again")
         if isinstance(error, PermissionError) and error.args == (bucket,):
             return AccessDenied(f"Access to {what} denied: the token may not {action} {self._it(bucket)}")
         return None

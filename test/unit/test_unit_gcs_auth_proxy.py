@@ -159,10 +159,10 @@ def test_round_trip_40_mib_streams_through_the_proxy(servers, admin, writer_toke
     gcs.check_bucket(OWN)
     before = peak_rss(servers[2])
 
-    assert gcs.upload(str(source), OWN, "big/40 MiB.bin") == len(data)
+    assert gcs.upload(str(source), OWN, "big/40 MiB.bin").size == len(data)
     assert sha256(admin.get_object(OWN, "big/40 MiB.bin")) == sha256(data)  # read back directly
     target = tmp_path / "target"
-    assert gcs.download(OWN, "big/40 MiB.bin", str(target)) == len(data)
+    assert gcs.download(OWN, "big/40 MiB.bin", str(target)).size == len(data)
     assert sha256(target.read_bytes()) == sha256(data)
 
     # Every request, the resumable session's chunks and the ranged GETs included, went through the
@@ -236,7 +236,7 @@ def test_expired_token_refused(servers, admin, sts, writer_token):
 def test_read_role_reads_but_does_not_write(servers, admin, sts, writer_token, tmp_path):
     admin.put_object(OWN, "a.txt", b"abc")
     gcs = storage(servers, impersonate(sts, writer_token, READER))
-    assert gcs.download(OWN, "a.txt", str(tmp_path / "a.txt")) == 3
+    assert gcs.download(OWN, "a.txt", str(tmp_path / "a.txt")).size == 3
     source = tmp_path / "source"
     source.write_bytes(b"xyz")
     with pytest.raises(AccessDenied, match="HTTP 403"):

@@ -88,7 +88,7 @@ def test_a_large_object_moves_in_resumable_chunks_and_ranges(admin, tmp_path):
 
     gcs.session.hooks["response"].append(record)
 
-    assert gcs.upload(str(source), BUCKET, key) == size
+    assert gcs.upload(str(source), BUCKET, key).size == size
     # Read back by another client: the bytes are really there, under the exact key.
     assert sha256(admin.get_object(BUCKET, key)) == sha256(data)
     assert gcs.stat(BUCKET, key) == ObjectInfo(key=key, size=size)
@@ -97,7 +97,7 @@ def test_a_large_object_moves_in_resumable_chunks_and_ranges(admin, tmp_path):
     requests_sent.clear()
 
     target = tmp_path / "target"
-    assert gcs.download(BUCKET, key, str(target)) == size
+    assert gcs.download(BUCKET, key, str(target)).size == size
     assert file_sha256(target) == sha256(data)
     assert sorted(os.listdir(tmp_path)) == ["source", "target"]  # no temporary files left
     assert len([r for r in requests_sent if r[0] == "GET" and "alt=media" in r[1]]) == 10

@@ -66,9 +66,9 @@ def round_trip(settings, credentials, tmp_path, size: int) -> None:
     container = new_container(credentials)
     source, copy = tmp_path / "source", tmp_path / "copy"
     source.write_bytes(os.urandom(size))
-    assert storage.upload(str(source), container, "data/sample.bin") == size
+    assert storage.upload(str(source), container, "data/sample.bin").size == size
     assert storage.stat(container, "data/sample.bin") == ObjectInfo("data/sample.bin", size)
-    assert storage.download(container, "data/sample.bin", str(copy)) == size
+    assert storage.download(container, "data/sample.bin", str(copy)).size == size
     assert hashlib.sha256(copy.read_bytes()).digest() == hashlib.sha256(source.read_bytes()).digest()
 
 

@@ -62,14 +62,14 @@ def test_a_large_object_moves_in_parts(storage, admin, tmp_path):
     source = tmp_path / "source"
     source.write_bytes(data)
 
-    assert storage.upload(str(source), BUCKET, key) == size
+    assert storage.upload(str(source), BUCKET, key).size == size
     # Read back by another client: the bytes are really there, under the exact key.
     assert sha256(admin.get_object(Bucket=BUCKET, Key=key)["Body"].read()) == sha256(data)
     assert storage.stat(BUCKET, key) == ObjectInfo(key=key, size=size)
     assert admin.head_object(Bucket=BUCKET, Key=key)["ETag"].endswith('-3"')  # 3 parts
 
     target = tmp_path / "target"
-    assert storage.download(BUCKET, key, str(target)) == size
+    assert storage.download(BUCKET, key, str(target)).size == size
     assert file_sha256(target) == sha256(data)
     assert sorted(os.listdir(tmp_path)) == ["source", "target"]  # no temporary files left
 

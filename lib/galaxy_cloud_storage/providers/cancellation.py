@@ -11,30 +11,50 @@ and its parts in the bucket (test_slurm).
 """
 
 import io
+from typing import Callable, Optional
 
 from .storage import check_not_stopped
 
 
-def s3transfer_progress(_bytes: int) -> None:
-    """A ``Callback`` for boto3's transfers: s3transfer calls it from the threads moving the parts."""
-    check_not_stopped()
+def s3transfer_progress(count: Callable[[int], None]) -> Callable[[int], None]:
+    """A ``Callback`` for boto3's transfers, which s3transfer calls from the threads moving the
+    parts with the bytes each moved: it stops them when the job is stopped, and counts the bytes."""
+
+    def callback(moved: int) -> None:
+        check_not_stopped()
+        count(moved)
+
+    return callback
 
 
 class StoppableReader(io.BufferedReader):
-    """A file opened for sending, as ``open(path, "rb")``, whose reads stop when the job is stopped."""
+    """A file opened for sending, as ``open(path, "rb")``, whose reads stop when the job is stopped
+    and, given ``count``, are counted (the job's progress)."""
+
+    def __init__(self, raw, count: Optional[Callable[[int], None]] = None) -> None:
+        super().__init__(raw)
+        self._count = count
 
     def read(self, size: int = -1) -> bytes:
         check_not_stopped()
-        return super().read(size)
+        return self._counted(super().read(size))
 
     def read1(self, size: int = -1) -> bytes:
         check_not_stopped()
-        return super().read1(size)
+        return self._counted(super().read1(size))
 
     def readinto(self, buffer) -> int:
         check_not_stopped()
-        return super().readinto(buffer)
+        read = super().readinto(buffer)
+        if self._count is not None and read:
+            self._count(read)
+        return read
+
+    def _counted(self, data: bytes) -> bytes:
+        if self._count is not None and data:
+            self._count(len(data))
+        return data
 
 
-def open_for_sending(path: str) -> StoppableReader:
-    return StoppableReader(io.FileIO(path, "rb"))
+def open_for_sending(path: str, count: Optional[Callable[[int], None]] = None) -> StoppableReader:
+    return StoppableReader(io.FileIO(path, "rb"), count)

@@ -10,16 +10,22 @@ left after a failure, invariant 7), the pre-check before an upload, and SDK erro
 """
 
 import abc
+import collections
+import dataclasses
 import logging
 import os
+import queue
+import random
 import tempfile
 import threading
+import time
 import typing
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import ClassVar, Iterable, NoReturn, Optional, TYPE_CHECKING
+from typing import Callable, ClassVar, Iterable, NoReturn, Optional, TYPE_CHECKING
 
+from .integrity import ChecksumMismatch, digest_file, Digests, galaxy_hashes, ObjectChecksums, Verified, verify
 from .names import InvalidName, NameRules
 
 if TYPE_CHECKING:
@@ -31,6 +37,17 @@ STAT_WORKERS = 16  # parallel HEAD requests for stat_many
 LISTING_LIMIT = 10000  # past this many objects under a prefix, stat_many asks key by key instead
 MAX_PAGE_SIZE = 1000  # the most any cloud returns in one listing call (S3's MaxKeys, Azure, GCS, Swift)
 DELIMITERS = (None, "/")  # a listing is recursive (None) or by folder ("/")
+#: Ranges of one download in flight or waiting to be written, at most: the file is written (and
+#: hashed) in order, so ranges read ahead wait in memory; RANGES_AHEAD x range_size bounds it.
+RANGES_AHEAD = 4
+#: A body that breaks mid-way (a reset, a stall past the read timeout) is asked again from the byte
+#: reached, this many times, BODY_BACKOFF seconds apart at first, doubling, with jitter. The SDKs'
+#: own retries cover a request until its response starts; the body of a ranged read is ours.
+BODY_RETRIES = 4
+BODY_BACKOFF = 0.5
+BODY_BACKOFF_MAX = 8.0
+#: What a range's reader hands the writer at a time: SDKs give bodies in pieces of 8 KiB to 4 MiB.
+WRITE_BLOCK = 1024 * 1024
 
 
 class JsonCredentials:
@@ -86,6 +103,15 @@ class InvalidObjectName(StorageError):
     """A bucket or key its cloud cannot hold (names.NameRules); refused before any call."""
 
 
+class IntegrityError(StorageError):
+    """The bytes do not match a checksum (the cloud's, or the dataset's Galaxy hash); the message
+    names the object, the expected and the computed value. Never retried: nothing is kept."""
+
+
+class BrokenBody(Exception):
+    """A response's body ended before the bytes it announced (the server closed the connection)."""
+
+
 # Set by the transfer job's SIGTERM handler (transfer.job.stop); providers.cancellation makes the
 # transfers under way notice it.
 STOPPED = threading.Event()
@@ -104,6 +130,16 @@ def check_not_stopped() -> None:
 class ObjectInfo:
     key: str
     size: int
+
+
+@dataclass(frozen=True)
+class Transferred:
+    """One object moved: its size, how its bytes were verified (their SHA-256 among it), and how
+    many requests or bodies were asked again after a transient fault."""
+
+    size: int
+    verified: Verified
+    retries: int = 0
 
 
 @dataclass(frozen=True)
@@ -153,6 +189,11 @@ class StorageBackend(abc.ABC):
         if credentials is None or not credentials.usable():
             raise MissingCredentials(f"No {self.plugin().label} credentials for this authorization; authorize again.")
         self.credentials = credentials
+        #: requests and bodies asked again, by object key (the SDKs' retries are counted through
+        #: their own hooks, from their threads)
+        self._retries: collections.Counter = collections.Counter()
+        #: told of each count of bytes moved, from any thread (the job's progress, transfer.progress)
+        self.count_bytes: Callable[[int], None] = _ignore
 
     @property
     def names(self) -> NameRules:
@@ -234,18 +275,21 @@ class StorageBackend(abc.ABC):
         asked = dict(zip(unknown, self._stat_each(bucket, unknown), strict=True))
         return [ObjectInfo(key, sizes[key]) if key in sizes else asked[key] for key in keys]
 
-    def download(self, bucket: str, key: str, path: str, size_hint: Optional[int] = None) -> int:
-        """Stream the object into ``path`` with bounded memory; returns the bytes written. The
-        bytes go to a partial file beside ``path``, renamed to it when whole: ``path`` may exist
+    def download(self, bucket: str, key: str, path: str, size_hint: Optional[int] = None) -> Transferred:
+        """Stream the object into ``path`` with bounded memory, hashing it as it comes, and check it
+        against every whole-object checksum its cloud keeps (invariant 11). The bytes go to a
+        partial file beside ``path``, renamed to it when whole and verified: ``path`` may exist
         before (Galaxy creates its output files), and after a failure neither holds anything that
-        looks like the object. ``size_hint``, the size a listing gave, lets a backend choose how
-        to move the object; the bytes written are the object's, whatever its size is now."""
+        looks like the object. ``size_hint``, the size a listing gave, lets a backend choose how to
+        move the object; the bytes written are the object's, whatever its size is now."""
         self._check_names(bucket, key)
         directory, name = os.path.split(os.path.abspath(path))
         fd, partial = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
         os.close(fd)
+        self.take_retries(key)
         try:
-            written = self._download_into(bucket, key, partial, size_hint)
+            checksums, digests = self._download_verified(bucket, key, partial, size_hint)
+            verified = self._verified(bucket, key, checksums, digests)
             check_not_stopped()  # whatever the SDK did meanwhile, a stopped job's output stays empty
             os.replace(partial, path)
         except BaseException as e:
@@ -254,23 +298,188 @@ class StorageBackend(abc.ABC):
             if isinstance(e, Exception):
                 self._raise(e, "download", bucket, key)
             raise
-        return written
+        return Transferred(digests.size, verified, self.take_retries(key))
 
-    def upload(self, path: str, bucket: str, key: str) -> int:
-        """Stream ``path`` into the object; returns its size. A failed upload leaves no object
-        and no hidden parts (multipart uploads aborted, blocks uncommitted, segments deleted)."""
+    def upload(self, path: str, bucket: str, key: str, hashes: Iterable[dict] = ()) -> Transferred:
+        """Stream ``path`` into the object; a failed upload leaves no object and no hidden parts
+        (multipart uploads aborted, blocks uncommitted, segments deleted).
+
+        The file is read twice. First to hash it: the object's SHA-256 goes into its metadata, and
+        the checksum its cloud verifies on receipt is declared with the upload; a file that does not
+        match ``hashes`` (the dataset's Galaxy hashes, ``{"hash_function", "hash_value"}``) is not
+        sent at all. Then to send it; afterwards the stored object's own checksum is compared with
+        the first read's, and an object that differs is deleted."""
         self._check_names(bucket, key)
+        self.take_retries(key)
+        expected = galaxy_hashes(hashes)
         try:
             size = os.path.getsize(path)
+            digests = digest_file(
+                path,
+                [*self._upload_algorithms(size), *(checksum.algorithm for checksum in expected)],
+                self._upload_segments(size, key),
+                reader=_stoppable_open,
+            )
         except OSError as e:
             raise StorageError(
                 f"Cannot read {path} to send it to '{key}' in {self.noun} '{bucket}': {e.strerror}"
             ) from e
+        dataset = f"The dataset sent to '{key}'"
         try:
-            self._upload(path, size, bucket, key)
+            verify(dataset, ObjectChecksums(size, expected), digests)
+        except ChecksumMismatch as e:
+            raise IntegrityError(f"{e}: its file is not what Galaxy recorded; nothing was sent") from None
+        try:
+            self._upload(path, size, bucket, key, digests)
+            stored = self._stored_checksums(bucket, key)
         except Exception as e:
             self._raise(e, "upload", bucket, key)
-        return size
+        # The upload's own metadata proves nothing about what was stored: the cloud's checksums do.
+        stored = dataclasses.replace(
+            stored, checksums=tuple(c for c in stored.checksums if c.algorithm in digests and not c.from_metadata)
+        )
+        try:
+            verified = verify(f"Object '{key}' in {self.noun} '{bucket}'", stored, digests)
+        except ChecksumMismatch as e:
+            self._delete_quietly(bucket, key)
+            raise IntegrityError(f"{e}: the stored object differs from the file sent, and was deleted") from None
+        return Transferred(size, verified, self.take_retries(key))
+
+    # -- downloads: one request, or ranges written in order --------------------------------------
+
+    def _download_verified(
+        self, bucket: str, key: str, partial: str, size_hint: Optional[int]
+    ) -> tuple[ObjectChecksums, Digests]:
+        """The object's bytes in ``partial``, with their digests and what the cloud said of them.
+        An object listed below one range is one request (the checksums come with it); a larger
+        one, or one whose first request broke mid-way, is read by ranges of this very version."""
+        if size_hint is not None and size_hint < self.range_size:
+            digests = Digests(self.whole_object_algorithms)
+            try:
+                with open(partial, "wb") as fh:
+                    checksums = self._read_whole(bucket, key, _Writer(fh, digests, self.count_bytes).write)
+                if all(algorithm in digests for algorithm in checksums.algorithms):
+                    if checksums.size is not None and checksums.size != digests.size:
+                        raise BrokenBody(f"got {digests.size} of {checksums.size} bytes")
+                    return checksums, digests
+            except Exception as e:
+                if not self._broke_mid_body(e):
+                    raise
+                self._count_retry(key)
+        checksums = self._head(bucket, key).cheapest()
+        digests = Digests(checksums.algorithms, checksums.segments)
+        with open(partial, "wb") as fh:
+            self._read_ranges(bucket, key, checksums, _Writer(fh, digests, self.count_bytes))
+        return checksums, digests
+
+    def _read_ranges(self, bucket: str, key: str, checksums: ObjectChecksums, writer: "_Writer") -> None:
+        """Ranges of range_size, RANGES_AHEAD at a time, each read by a thread of its own into a
+        queue that this thread empties into the file, in order: the object is hashed as it is
+        written, once, and memory holds at most RANGES_AHEAD ranges."""
+        size, step = checksums.size, self.range_size
+        spans = [(start, min(start + step, size) - 1) for start in range(0, size, step)]
+        if len(spans) <= 1:
+            for start, end in spans:
+                self._read_span(bucket, key, checksums, start, end, writer.write)
+            return
+        # A range may start once the ranges RANGES_AHEAD before it are written: in order, so that
+        # the range being written is always being read (a semaphore's wake-ups come in any order).
+        window = threading.Condition()
+        written = 0
+        failed = threading.Event()
+        queues: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in spans]
+
+        def read(index: int) -> None:
+            with window:
+                while index >= written + RANGES_AHEAD and not failed.is_set():
+                    window.wait(0.2)
+            if failed.is_set():
+                return
+            pending = bytearray()
+
+            def put(data: bytes) -> None:
+                nonlocal pending
+                if failed.is_set():
+                    raise TransferStopped("another range of this object failed")
+                pending += data
+                if len(pending) >= WRITE_BLOCK:
+                    queues[index].put(pending)
+                    pending = bytearray()
+
+            try:
+                self._read_span(bucket, key, checksums, *spans[index], put)
+                queues[index].put(pending)
+                queues[index].put(None)
+            except BaseException as e:
+                queues[index].put(e)
+
+        with ThreadPoolExecutor(RANGES_AHEAD, thread_name_prefix="cloud-range") as pool:
+            for index in range(len(spans)):
+                pool.submit(read, index)
+            try:
+                for pieces in queues:
+                    while (piece := pieces.get()) is not None:
+                        if isinstance(piece, BaseException):
+                            raise piece
+                        writer.write(piece)
+                    with window:
+                        written += 1
+                        window.notify_all()
+            except BaseException:
+                failed.set()
+                raise
+
+    def _read_span(
+        self, bucket: str, key: str, checksums: ObjectChecksums, start: int, end: int, write: Callable[[bytes], None]
+    ) -> None:
+        """Bytes ``start`` to ``end`` (inclusive) of the version ``checksums`` describes, through
+        ``write``; a body that breaks is asked again from the byte reached (BODY_RETRIES)."""
+        position, attempt = start, 0
+
+        def counted(data: bytes) -> None:
+            nonlocal position
+            check_not_stopped()
+            write(data)
+            position += len(data)
+
+        while True:
+            try:
+                self._read_range(bucket, key, checksums, position, end, counted)
+                if position <= end:
+                    raise BrokenBody(f"the body ended at byte {position} of {end + 1}")
+                return
+            except Exception as e:
+                if attempt >= BODY_RETRIES or not self._broke_mid_body(e):
+                    raise
+            attempt += 1
+            self._count_retry(key)
+            time.sleep(min(BODY_BACKOFF_MAX, BODY_BACKOFF * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
+
+    @staticmethod
+    def _broke_mid_body(error: Exception) -> bool:
+        return isinstance(error, BrokenBody)
+
+    def _verified(self, bucket: str, key: str, checksums: ObjectChecksums, digests: Digests) -> Verified:
+        what = f"Object '{key}' in {self.noun} '{bucket}'"
+        try:
+            return verify(what, checksums, digests)
+        except ChecksumMismatch as e:
+            raise IntegrityError(
+                f"{e}: the bytes received are not the object's; nothing of it was kept (was it replaced "
+                "while being copied?)"
+            ) from None
+
+    # -- retries ------------------------------------------------------------------------------
+
+    def _count_retry(self, key: Optional[str], times: int = 1) -> None:
+        if key is not None and times > 0:
+            with _RETRY_LOCK:
+                self._retries[key] += times
+
+    def take_retries(self, key: str) -> int:
+        """The retries counted for ``key`` since the last call (its transfer's, once it ended)."""
+        with _RETRY_LOCK:
+            return self._retries.pop(key, 0)
 
     # -- what a cloud writes ------------------------------------------------------------------------
 
@@ -292,13 +501,58 @@ class StorageBackend(abc.ABC):
         self, bucket: str, prefix: str, delimiter: Optional[str], limit: int, continuation: Optional[str]
     ) -> ListingPage: ...
 
-    @abc.abstractmethod
-    def _download_into(self, bucket: str, key: str, partial: str, size_hint: Optional[int]) -> int:
-        """Write the whole object into the existing file ``partial``; returns the bytes written,
-        or raises (a short read included)."""
+    #: bytes of one ranged read (the admin's part, chunk or range size); objects listed below it
+    #: are one request
+    range_size: int = 16 * 1024 * 1024
+    #: what one request for a whole object is hashed for: every kind of whole-object checksum the
+    #: cloud may give with it (SHA-256 is always computed)
+    whole_object_algorithms: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
-    def _upload(self, path: str, size: int, bucket: str, key: str) -> None: ...
+    def _read_whole(self, bucket: str, key: str, write: Callable[[bytes], None]) -> ObjectChecksums:
+        """One request for the whole object, its body through ``write`` in order; returns what the
+        response said of the object (its size, None where it does not say, and its checksums).
+        A body that breaks mid-way (a reset, a read timeout: what the SDK's own retries did not
+        mend) raises BrokenBody, here and in ``_read_range``; the read is then asked again."""
+
+    @abc.abstractmethod
+    def _head(self, bucket: str, key: str) -> ObjectChecksums:
+        """The object's size, whole-object checksums, and ``version`` (what a ranged read of this
+        very version is conditioned on)."""
+
+    @abc.abstractmethod
+    def _read_range(
+        self, bucket: str, key: str, checksums: ObjectChecksums, start: int, end: int, write: Callable[[bytes], None]
+    ) -> None:
+        """Bytes ``start`` to ``end`` (inclusive) of the version ``checksums.version``, through
+        ``write``; an object replaced meanwhile is an error, never a mix of two versions."""
+
+    @abc.abstractmethod
+    def _upload(self, path: str, size: int, bucket: str, key: str, digests: Digests) -> None:
+        """Send the file, declaring the checksum of ``digests`` that the cloud verifies on receipt,
+        and its SHA-256 as the object's metadata ``sha256``."""
+
+    def _upload_algorithms(self, size: int) -> tuple[str, ...]:
+        """What the first read of a file of ``size`` bytes computes for ``_upload`` (SHA-256 always)."""
+        return ()
+
+    def _upload_segments(self, size: int, key: str) -> Optional[list[int]]:
+        """The segment sizes the upload of ``key`` will use, where its checksum is made of them (Swift)."""
+        return None
+
+    @abc.abstractmethod
+    def _stored_checksums(self, bucket: str, key: str) -> ObjectChecksums:
+        """What the cloud says of the object just stored (its checksums, with the upload's)."""
+
+    def _delete_quietly(self, bucket: str, key: str) -> None:
+        """Delete an object an upload stored wrongly (best effort: the error says the rest)."""
+        try:
+            self._delete(bucket, key)
+        except Exception:
+            log.warning("Could not delete object %s of %s %s, stored with wrong bytes", key, self.noun, bucket)
+
+    @abc.abstractmethod
+    def _delete(self, bucket: str, key: str) -> None: ...
 
     @abc.abstractmethod
     def _storage_error(
@@ -316,20 +570,6 @@ class StorageBackend(abc.ABC):
                 self.names.check_key(key)
         except InvalidName as e:
             raise InvalidObjectName(str(e)) from None
-
-    def _write_stream(self, chunks: Iterable[bytes], partial: str, expected: int, bucket: str, key: str) -> int:
-        """Write an object's body into ``partial`` as it streams; returns the bytes written. A body
-        that ends short of ``expected`` (the size its response announced) is an error."""
-        with open(partial, "wb") as fh:
-            for chunk in chunks:
-                check_not_stopped()
-                fh.write(chunk)
-            written = fh.tell()
-        if written != expected:
-            raise StorageError(
-                f"Could not download object '{key}' in {self.noun} '{bucket}': got {written} of {expected} bytes"
-            )
-        return written
 
     def _what(self, bucket: Optional[str], key: Optional[str]) -> str:
         if bucket is None:  # the account's bucket listing
@@ -351,6 +591,8 @@ class StorageBackend(abc.ABC):
         """Raise a StorageError saying what failed and why, fit for a user; unknown errors pass as they are."""
         if isinstance(error, StorageError):
             raise error
+        if isinstance(error, ChecksumMismatch):  # a file that changed while it was sent
+            raise IntegrityError(f"{error}; nothing was kept") from None
         what = self._what(bucket, key)
         mapped = self._storage_error(error, action, bucket, key, what)
         if mapped is None and isinstance(error, OSError):
@@ -364,6 +606,54 @@ class StorageBackend(abc.ABC):
             return []
         with ThreadPoolExecutor(min(STAT_WORKERS, len(keys))) as pool:
             return list(pool.map(lambda key: self.stat(bucket, key), keys))
+
+
+_RETRY_LOCK = threading.Lock()
+
+
+class _Writer:
+    """Writes an object's bytes into its file, in order, hashes them as they pass, and counts them."""
+
+    def __init__(self, fh, digests: Digests, count: Callable[[int], None]) -> None:
+        self.fh, self.digests, self.count = fh, digests, count
+
+    def write(self, data: bytes) -> None:
+        check_not_stopped()
+        self.fh.write(data)
+        self.digests.update(data)
+        self.count(len(data))
+
+
+def _ignore(count: int) -> None:
+    pass
+
+
+def pump(
+    chunks: Iterable[bytes],
+    write: Callable[[bytes], None],
+    broken: tuple[type[BaseException], ...],
+    final: tuple[type[BaseException], ...] = (),
+) -> None:
+    """A response body's chunks through ``write``. An error of ``broken`` while reading (not
+    ``final`` ones) means the body broke mid-way: BrokenBody, which the download asks again from
+    the byte reached. A write's own error (a full disk) is not a broken body."""
+    chunks = iter(chunks)
+    while True:
+        try:
+            chunk = next(chunks, None)
+        except final:
+            raise
+        except broken as e:
+            raise BrokenBody(f"{type(e).__name__}: {e}") from e
+        if chunk is None:
+            return
+        write(chunk)
+
+
+def _stoppable_open(path: str, mode: str):
+    from .cancellation import open_for_sending
+
+    return open_for_sending(path)
 
 
 def remove_file(path: Optional[str]) -> None:

@@ -12,30 +12,43 @@ user's keys), and its __init__ builds every service with a boto3 EC2 resource (a
 request, a sixth of what a get request may take, for APIs the plugin never calls).
 """
 
+import base64
 import functools
 import logging
 import os
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import boto3
+import botocore.handlers
 import botocore.loaders
 import botocore.session
+import urllib3.exceptions
 from boto3.exceptions import RetriesExceededError, S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    FlexibleChecksumError,
+)
 
 from ..cancellation import s3transfer_progress
+from ..integrity import Checksum, CRC32, CRC32C, CRC64NVME, Digests, MD5, ObjectChecksums, SHA1, SHA256
 from ..storage import (
     AccessDenied,
+    BrokenBody,
     BucketInfo,
+    IntegrityError,
     JsonCredentials,
     ListedObject,
     ListingPage,
     ObjectInfo,
+    pump,
     StorageBackend,
     StorageError,
 )
@@ -47,8 +60,23 @@ log = logging.getLogger(__name__)
 # bounded by roughly CONCURRENCY parts whatever the object's size (invariant 8, docs/design.rst).
 CONCURRENCY = 4
 DEFAULT_REGION = "us-east-1"
-# botocore's 'standard' mode retries throttling, 5xx and connection errors with backoff.
-RETRIES = {"mode": "standard", "max_attempts": 4}
+# botocore's 'standard' mode retries throttling (SlowDown, 429), 500/502/503/504, resets and timeouts
+# with exponential backoff and jitter (at most 20 s a wait), never a 4xx that is not throttling.
+# With these timeouts a request fails within about MAX_ATTEMPTS x (CONNECT_TIMEOUT + READ_TIMEOUT)
+# + 40 s of backoff, and at once where nothing listens (refused connections are quick).
+MAX_ATTEMPTS = 5
+RETRIES = {"mode": "standard", "max_attempts": MAX_ATTEMPTS}
+CONNECT_TIMEOUT = 10
+READ_TIMEOUT = 30  # seconds without a byte from S3 before a request, or a body, counts as failed
+# The whole-object checksums a response may carry, by their field names (a multipart upload's
+# COMPOSITE ones, "...-3", are of its parts, not of the object: Checksum.from_base64 skips them).
+CHECKSUM_FIELDS = {
+    "ChecksumCRC64NVME": CRC64NVME,
+    "ChecksumCRC32C": CRC32C,
+    "ChecksumCRC32": CRC32,
+    "ChecksumSHA256": SHA256,
+    "ChecksumSHA1": SHA1,
+}
 # Read size of a small object's one GET (AwsStorage._download_whole).
 WHOLE_OBJECT_CHUNK = 1024 * 1024
 # HTTP error codes that mean "these credentials may not do that" (some come back as 400, not 403).
@@ -152,7 +180,8 @@ class AwsStorage(StorageBackend):
         client_config = Config(
             retries=RETRIES,
             signature_version="s3v4",
-            connect_timeout=10,
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
             # Several objects may move at once through this client, each CONCURRENCY parts at a time.
             max_pool_connections=8 * CONCURRENCY,
             s3={
@@ -168,6 +197,14 @@ class AwsStorage(StorageBackend):
         self.client = self.session.client(
             "s3", region_name=self.region, endpoint_url=self.endpoint_url, config=client_config
         )
+        self._count_retries_of(self.client)
+        # No "Expect: 100-continue" on uploads. botocore waits for the 100 and then reads the lines
+        # after it until a blank one (awsrequest._consume_headers), which at the end of the stream
+        # loops forever: a server that dies right after its 100 Continue left a job busy and hung
+        # (test_unit_storage_faults: the relay cut mid-upload). Without it, a part the server
+        # refuses costs its bytes once.
+        self.client.meta.events.unregister("before-call.s3", botocore.handlers.add_expect_header)
+        self.range_size = settings.part_size
         self.transfer_config = TransferConfig(
             multipart_threshold=settings.part_size,
             multipart_chunksize=settings.part_size,
@@ -217,26 +254,85 @@ class AwsStorage(StorageBackend):
             continuation=page.get("NextContinuationToken") if page.get("IsTruncated") else None,
         )
 
-    def _download_into(self, bucket: str, key: str, partial: str, size_hint: Optional[int]) -> int:
-        if size_hint is not None and size_hint < self.transfer_config.multipart_threshold:
-            return self._download_whole(bucket, key, partial)
-        # s3transfer writes a temporary file beside ``partial`` and renames it when complete.
-        self.client.download_file(bucket, key, partial, Config=self.transfer_config, Callback=s3transfer_progress)
-        return os.path.getsize(partial)
+    # -- downloads: what S3 says of an object, and its bytes -----------------------------------
 
-    def _download_whole(self, bucket: str, key: str, partial: str) -> int:
-        """One GET streamed into ``partial``, for an object listed below the part size. s3transfer's
-        download_file costs a HEAD and a transfer manager (threads, an IO queue) per object, which
-        for small objects is most of the time: 1,000 objects of 16 KiB, 4 at a time on moto, took
-        11.4 s through it and 5.9 s this way. Should the object have grown since it was listed, it
-        still comes whole, in one stream."""
-        response = self.client.get_object(Bucket=bucket, Key=key)
-        chunks = response["Body"].iter_chunks(WHOLE_OBJECT_CHUNK)
-        return self._write_stream(chunks, partial, response["ContentLength"], bucket, key)
+    whole_object_algorithms = (MD5, CRC64NVME, CRC32C, CRC32, SHA1)
 
-    def _upload(self, path: str, size: int, bucket: str, key: str) -> None:
-        # On any failure s3transfer aborts the multipart upload, so no hidden parts are left.
-        self.client.upload_file(path, bucket, key, Config=self.transfer_config, Callback=s3transfer_progress)
+    def _read_whole(self, bucket: str, key: str, write: Callable[[bytes], None]) -> ObjectChecksums:
+        """One GET, streamed. s3transfer's download_file costs a HEAD and a transfer manager
+        (threads, an IO queue) per object, which for small objects is most of the time: 1,000
+        objects of 16 KiB, 4 at a time on moto, took 11.4 s through it and 5.9 s this way."""
+        response = self.client.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        _stream_body(response, write)
+        return object_checksums(response)
+
+    def _head(self, bucket: str, key: str) -> ObjectChecksums:
+        return object_checksums(self.client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED"))
+
+    def _read_range(
+        self, bucket: str, key: str, checksums: ObjectChecksums, start: int, end: int, write: Callable[[bytes], None]
+    ) -> None:
+        # IfMatch: a range of another version of the object is a 412, never mixed in.
+        response = self.client.get_object(
+            Bucket=bucket, Key=key, Range=f"bytes={start}-{end}", IfMatch=checksums.version
+        )
+        _stream_body(response, write)
+
+    # -- uploads -------------------------------------------------------------------------------
+
+    def _upload_algorithms(self, size: int) -> tuple[str, ...]:
+        # One part: its SHA-256 is declared, and its MD5 is what S3 makes its ETag; several parts:
+        # the CRC32 of the whole object (botocore computes each part's CRC32 itself; CRC32C and
+        # CRC64NVME it computes only with awscrt, see integrity._Crc64Nvme).
+        return (MD5,) if self._one_part(size) else (CRC32,)
+
+    def _one_part(self, size: int) -> bool:
+        return size < self.transfer_config.multipart_threshold
+
+    def _upload(self, path: str, size: int, bucket: str, key: str, digests: Digests) -> None:
+        """S3 verifies the declared checksum on receipt: one part's SHA-256, or a multipart
+        upload's CRC32 of the whole object (s3transfer makes that a FULL_OBJECT checksum, each
+        part carrying its own CRC32). On any failure s3transfer aborts the multipart upload, so no
+        hidden parts are left."""
+        extra = {"Metadata": {"sha256": digests.sha256}}
+        if self._one_part(size):
+            # The algorithm too, so that S3 (and moto) keeps the checksum with the object.
+            extra.update(ChecksumAlgorithm="SHA256", ChecksumSHA256=_base64(digests.digest(SHA256)))
+        else:
+            extra["ChecksumCRC32"] = _base64(digests.digest(CRC32))
+        self.client.upload_file(
+            path,
+            bucket,
+            key,
+            ExtraArgs=extra,
+            Config=self.transfer_config,
+            Callback=s3transfer_progress(self.count_bytes),
+        )
+
+    def _stored_checksums(self, bucket: str, key: str) -> ObjectChecksums:
+        return self._head(bucket, key)
+
+    def _delete(self, bucket: str, key: str) -> None:
+        self.client.delete_object(Bucket=bucket, Key=key)
+
+    # -- retries ---------------------------------------------------------------------------------
+
+    def _count_retries_of(self, client) -> None:
+        """botocore creates a request for each attempt of a call: the attempts after a call's first,
+        by the call's Key, are its retries (s3transfer's part uploads included)."""
+
+        def start(params, context, **kwargs):
+            context["cloud_storage_key"] = params.get("Key")
+            context["cloud_storage_attempts"] = 0
+
+        def attempt(request, **kwargs):
+            context = request.context
+            context["cloud_storage_attempts"] = context.get("cloud_storage_attempts", 0) + 1
+            if context["cloud_storage_attempts"] > 1:
+                self._count_retry(context.get("cloud_storage_key"))
+
+        client.meta.events.register("before-parameter-build.s3", start)
+        client.meta.events.register("request-created.s3", attempt)
 
     def _storage_error(
         self, error: Exception, action: str, bucket: str, key: Optional[str], what: str
@@ -246,9 +342,23 @@ class AwsStorage(StorageBackend):
             error = error.__context__
         if isinstance(error, RetriesExceededError):
             error = error.last_exception
+        if isinstance(error, FlexibleChecksumError):  # botocore checks a whole GET's checksum too
+            return IntegrityError(
+                f"{what.capitalize()} does not match its S3 checksum ({error}); nothing of it was kept"
+            )
+        if isinstance(error, BrokenBody):
+            return StorageError(f"Could not {action} {what}: the connection broke mid-way, again and again ({error})")
         if isinstance(error, ClientError):
             code = error.response.get("Error", {}).get("Code", "")
             message = error.response.get("Error", {}).get("Message") or code
+            if _status(error) == 412 or code == "PreconditionFailed":
+                return StorageError(f"Could not {action} {what}: it was replaced while being copied; try again")
+            if code in ("BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch", "InvalidRequest") and (
+                "checksum" in message.lower() or "digest" in message.lower()
+            ):
+                return IntegrityError(
+                    f"S3 refused {what}: the bytes it received do not match their checksum ({message})"
+                )
             if bucket is not None and (code == "NoSuchBucket" or (_status(error) == 404 and key is None)):
                 return self._missing_bucket(bucket)
             if _status(error) == 404 or code == "NoSuchKey":
@@ -268,6 +378,51 @@ class AwsStorage(StorageBackend):
         if isinstance(error, BotoCoreError):
             return StorageError(f"Could not {action} {what}: {error}")
         return None
+
+
+def object_checksums(response: dict) -> ObjectChecksums:
+    """What a HEAD's or a whole GET's answer says of an object's bytes."""
+    checksums = []
+    if response.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":
+        for name, algorithm in CHECKSUM_FIELDS.items():
+            if response.get(name):
+                checksums.append(Checksum.from_base64(algorithm, response[name], f"S3 {name}"))
+    etag = (response.get("ETag") or "").strip('"')
+    # A single part's ETag is its MD5, unless SSE-KMS or SSE-C encrypted it.
+    encrypted = response.get("ServerSideEncryption") in ("aws:kms", "aws:kms:dsse") or response.get(
+        "SSECustomerAlgorithm"
+    )
+    if len(etag) == 32 and not encrypted:
+        checksums.append(Checksum.from_hex(MD5, etag, "S3 ETag of an object sent in one part"))
+    checksums.append(Checksum.metadata_sha256((response.get("Metadata") or {}).get("sha256"), "x-amz-meta-sha256"))
+    found = tuple(checksum for checksum in checksums if checksum is not None)
+    unverifiable = None
+    if not found:
+        unverifiable = (
+            "S3 keeps no whole-object checksum of it (a multipart upload without full-object checksums"
+            + (", encrypted with SSE-KMS or SSE-C" if encrypted else "")
+            + ")"
+        )
+    return ObjectChecksums(response.get("ContentLength"), found, unverifiable, version=response.get("ETag"))
+
+
+def _stream_body(response: dict, write: Callable[[bytes], None]) -> None:
+    """A GET's body through ``write``; a body that breaks mid-way is BrokenBody (botocore retries a
+    request until its response starts, never its body)."""
+    body = response["Body"]
+    try:
+        pump(
+            body.iter_chunks(WHOLE_OBJECT_CHUNK),
+            write,
+            broken=(BotoCoreError, urllib3.exceptions.HTTPError, OSError),
+            final=(FlexibleChecksumError,),
+        )
+    finally:
+        body.close()
+
+
+def _base64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
 
 
 def _utc(moment: Optional[datetime]) -> Optional[datetime]:

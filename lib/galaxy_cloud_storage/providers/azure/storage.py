@@ -14,26 +14,33 @@ concurrency (invariant 8), and stages blocks that stay invisible until the final
 committed, so a failed upload leaves no object behind (invariant 7).
 """
 
+import base64
 import itertools
 import logging
+import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
+from azure.core import MatchConditions
 from azure.core.credentials import AccessToken, AccessTokenInfo, AzureSasCredential
 from azure.core.exceptions import (
     AzureError,
     HttpResponseError,
+    ResourceModifiedError,
     ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.blob import BlobPrefix, BlobServiceClient, ExponentialRetry
+from azure.storage.blob import BlobPrefix, BlobServiceClient, ContentSettings, ExponentialRetry
 
 from ..cancellation import open_for_sending
+from ..integrity import Checksum, Digests, MD5, ObjectChecksums, VerifyingReader
 from ..storage import (
     AccessDenied,
     BucketInfo,
+    IntegrityError,
     JsonCredentials,
     ListedObject,
     ListingPage,
@@ -49,6 +56,11 @@ log = logging.getLogger(__name__)
 # at a time: memory stays bounded whatever the blob's size (invariant 8).
 CONCURRENCY = 4
 STORAGE_SCOPE = "https://storage.azure.com/.default"
+# azure-storage-blob retries 408, 500 (but 501 and 505), 502, 503 (Azure's throttling, ServerBusy),
+# 504, resets and timeouts, settings.retries times, 1 + 2^n s apart (+-1 s), never a 4xx. With these
+# timeouts a request fails within about (retries + 1) x (CONNECT_TIMEOUT + READ_TIMEOUT) + 2^retries s.
+CONNECT_TIMEOUT = 10
+READ_TIMEOUT = 30
 # What Azure answers when the credentials may not do something.
 DENIED_CODES = {
     "AuthenticationFailed",
@@ -134,14 +146,19 @@ class AzureStorage(StorageBackend):
             account_url=self.account_url,
             credential=self.credential,
             connection_verify=settings.verify,
-            connection_timeout=10,
-            # The SDK's default waits 15 s before its first retry; small and bounded instead.
-            retry_policy=ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=settings.retries),
+            connection_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
+            # The SDK's default waits 15 s (+-3) before its first retry; small and bounded instead.
+            retry_policy=ExponentialRetry(
+                initial_backoff=1, increment_base=2, retry_total=settings.retries, random_jitter_range=1
+            ),
             max_block_size=settings.block_size,
             max_single_put_size=settings.block_size,
             max_single_get_size=settings.chunk_size,
             max_chunk_get_size=settings.chunk_size,
         )
+        self.range_size = settings.chunk_size
+        self.block_size = settings.block_size
 
     def _check_bucket(self, bucket: str) -> None:
         container = self.service.get_container_client(bucket)
@@ -191,30 +208,106 @@ class AzureStorage(StorageBackend):
                 objects.append(ListedObject(item.name, item.size, _aware(item.last_modified)))
         return ListingPage(objects, folders, pages.continuation_token or None)
 
-    def _download_into(self, bucket: str, key: str, partial: str, size_hint: Optional[int]) -> int:
-        with open(partial, "wb") as fh:
-            # Ranged GETs of max_chunk_get_size, CONCURRENCY at a time, written at their offsets.
-            downloader = self.service.get_blob_client(bucket, key).download_blob(max_concurrency=CONCURRENCY)
-            written = downloader.readinto(fh)
-        if written != downloader.size:
-            raise StorageError(
-                f"Could not download object '{key}' in bucket '{bucket}': got {written} of {downloader.size} bytes"
-            )
-        return written
+    # -- downloads -------------------------------------------------------------------------------
 
-    def _upload(self, path: str, size: int, bucket: str, key: str) -> None:
-        with open_for_sending(path) as fh:
-            # Above max_single_put_size the SDK stages blocks of max_block_size, CONCURRENCY at a
-            # time, each read from the file as it goes, then commits the block list: a failure
-            # before the commit leaves only uncommitted blocks, which are never visible and which
-            # Azure discards (invariant 7).
-            self.service.get_blob_client(bucket, key).upload_blob(
-                fh, length=size, overwrite=True, max_concurrency=CONCURRENCY
+    whole_object_algorithms = (MD5,)
+
+    def _read_whole(self, bucket: str, key: str, write: Callable[[bytes], None]) -> ObjectChecksums:
+        # Ranged GETs of max_chunk_get_size, one after the other. Each response carries the blob's
+        # own MD5 (x-ms-blob-content-md5).
+        with self._attempts(key) as attempts:
+            downloader = self.service.get_blob_client(bucket, key).download_blob(
+                max_concurrency=1, raw_request_hook=attempts.hook, retry_hook=self._retry_hook(key)
             )
+            attempts.needed = max(1, math.ceil(downloader.size / self.range_size))
+            checksums = blob_checksums(downloader.properties)
+            for chunk in downloader.chunks():
+                write(chunk)
+        return checksums
+
+    def _head(self, bucket: str, key: str) -> ObjectChecksums:
+        with self._attempts(key) as attempts:
+            return blob_checksums(
+                self.service.get_blob_client(bucket, key).get_blob_properties(
+                    raw_request_hook=attempts.hook, retry_hook=self._retry_hook(key)
+                )
+            )
+
+    def _read_range(
+        self, bucket: str, key: str, checksums: ObjectChecksums, start: int, end: int, write: Callable[[bytes], None]
+    ) -> None:
+        # If-Match the ETag measured: a blob replaced meanwhile is a 412, never mixed in. One range is
+        # one request (range_size is max_single_get_size).
+        with self._attempts(key) as attempts:
+            downloader = self.service.get_blob_client(bucket, key).download_blob(
+                offset=start,
+                length=end - start + 1,
+                etag=checksums.version,
+                match_condition=MatchConditions.IfNotModified,
+                max_concurrency=1,
+                raw_request_hook=attempts.hook,
+                retry_hook=self._retry_hook(key),
+            )
+            for chunk in downloader.chunks():
+                write(chunk)
+
+    @contextmanager
+    def _attempts(self, key: str) -> Iterator["Attempts"]:
+        """A read's attempts beyond the requests it needs count as ``key``'s retries, however it ends."""
+        attempts = Attempts()
+        try:
+            yield attempts
+        finally:
+            self._count_retry(key, attempts.count - attempts.needed)
+
+    # -- uploads ---------------------------------------------------------------------------------
+
+    def _upload_algorithms(self, size: int) -> tuple[str, ...]:
+        return (MD5,)
+
+    def _upload(self, path: str, size: int, bucket: str, key: str, digests: Digests) -> None:
+        """validate_content: each request's Content-MD5 (the blob's in one Put Blob, each block's
+        when staged), which Azure verifies on receipt. The blob's own Content-MD5 is the first read's;
+        Azure does not check it against the blocks, so the bytes are hashed again as the SDK reads
+        them (in order, in one thread) and a mismatch stops the upload before its commit."""
+        with open_for_sending(path, self.count_bytes) as fh:
+            # Above max_single_put_size the SDK stages blocks of max_block_size, CONCURRENCY at a
+            # time, then commits the block list: a failure before the commit leaves only
+            # uncommitted blocks, which are never visible and which Azure discards (invariant 7).
+            self.service.get_blob_client(bucket, key).upload_blob(
+                VerifyingReader(fh, digests.sha256, size, f"The file sent to '{key}'"),
+                length=size,
+                overwrite=True,
+                max_concurrency=CONCURRENCY,
+                validate_content=True,
+                content_settings=ContentSettings(content_md5=bytearray(digests.digest(MD5))),
+                metadata={"sha256": digests.sha256},
+                retry_hook=self._retry_hook(key),
+            )
+
+    def _stored_checksums(self, bucket: str, key: str) -> ObjectChecksums:
+        return self._head(bucket, key)
+
+    def _delete(self, bucket: str, key: str) -> None:
+        self.service.get_blob_client(bucket, key).delete_blob()
+
+    def _retry_hook(self, key: str) -> Callable[..., None]:
+        """azure-storage-blob calls it before each retry of a request (its retry_hook option)."""
+        return lambda **kwargs: self._count_retry(key)
 
     def _storage_error(
         self, error: Exception, action: str, bucket: str, key: Optional[str], what: str
     ) -> Optional[StorageError]:
+        if isinstance(error, ResourceModifiedError) or (
+            isinstance(error, HttpResponseError) and error.status_code == 412
+        ):
+            return StorageError(f"Could not {action} {what}: it was replaced while being copied; try again")
+        if isinstance(error, HttpResponseError) and (
+            _code(error) in ("Md5Mismatch", "Crc64Mismatch") or "md5" in str(error.message or "").lower()
+        ):  # (Azurite says InvalidOperation, "Provided contentMD5 doesn't match.")
+            return IntegrityError(
+                f"Azure refused {what}: the bytes it received do not match their MD5 ({_code(error)})"
+            )
         if isinstance(error, ExpiredAccessToken):
             return AccessDenied(f"Access to {what} denied: {error}; start the transfer again to get a new one")
         if isinstance(error, HttpResponseError) and error.status_code is not None:
@@ -237,6 +330,34 @@ class AzureStorage(StorageBackend):
         if isinstance(error, AzureError):
             return StorageError(f"Could not {action} {what}: {type(error).__name__}")
         return None
+
+
+class Attempts:
+    """The calls of one read (azure-storage-blob's raw_request_hook sees each call's first attempt;
+    its retry_hook, the attempts after it): its downloader asks a body that broke mid-way again by
+    itself (3 times, 1 s apart), in a call of its own that the retry_hook does not report, so those
+    retries are the read's calls beyond the requests it needs."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.needed = 1
+
+    def hook(self, request) -> None:
+        self.count += 1
+
+
+def blob_checksums(properties) -> ObjectChecksums:
+    """What a blob's properties (or a download's first response) say of its bytes."""
+    md5 = properties.content_settings.content_md5
+    checksums = []
+    if md5:
+        if isinstance(md5, str):  # some responses give it as base64 text
+            md5 = base64.b64decode(md5)
+        checksums.append(Checksum(MD5, bytes(md5), "Content-MD5"))
+    checksums.append(Checksum.metadata_sha256((properties.metadata or {}).get("sha256"), "x-ms-meta-sha256"))
+    found = tuple(checksum for checksum in checksums if checksum is not None)
+    unverifiable = None if found else "the blob has no Content-MD5 (it went up in blocks without one)"
+    return ObjectChecksums(properties.size, found, unverifiable, version=properties.etag)
 
 
 def _blob_credential(credentials: AzureCredentials) -> Any:

@@ -17,27 +17,29 @@ google-auth's ``default()`` (GOOGLE_APPLICATION_CREDENTIALS, gcloud's files, the
 server) nor the project from GOOGLE_CLOUD_PROJECT is ever consulted.
 """
 
+import base64
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import requests
 from google.api_core import exceptions as api_exceptions
 from google.api_core.exceptions import RetryError
+from google.api_core.retry import Retry
 from google.auth import exceptions as auth_exceptions
 from google.auth.transport.requests import AuthorizedSession
 from google.cloud import storage
-from google.cloud.storage import transfer_manager
 from google.cloud.storage.exceptions import DataCorruption
-from google.cloud.storage.retry import DEFAULT_RETRY
+from google.cloud.storage.retry import _should_retry
 from google.oauth2.credentials import Credentials as AccessTokenCredentials
 
 from ..cancellation import open_for_sending
+from ..integrity import Checksum, CRC32C, Digests, MD5, ObjectChecksums
 from ..storage import (
     AccessDenied,
     BucketInfo,
+    IntegrityError,
     JsonCredentials,
     ListedObject,
     ListingPage,
@@ -50,12 +52,15 @@ from . import GcpCloud, GcpSettings
 log = logging.getLogger(__name__)
 
 # Uploads go in the admin's chunk_size pieces (one resumable session, one chunk in memory at a time);
-# downloads in ranges of it, CONCURRENCY at a time, each streamed to its place in the file. Memory
-# stays bounded whatever the object's size (invariant 8). google.api_core retries 408/429/5xx and
-# connection errors with exponential backoff for at most the admin's retry_timeout per request (an
-# unreachable endpoint fails after about that long).
+# downloads in ranges of it (StorageBackend's ranged read). Memory stays bounded whatever the
+# object's size (invariant 8). google-cloud-storage's own predicate retries 408, 429, 500, 502,
+# 503, 504, resets and timeouts (a download's body resumed from the byte reached), never another
+# 4xx, with exponential backoff (RETRY_INITIAL s doubling to RETRY_MAXIMUM, with jitter) for at most
+# the admin's retry_timeout per request: an unreachable endpoint fails after about that long.
 CONCURRENCY = 4
-REQUEST_TIMEOUT = (10, 120)  # (connect, read) seconds for each HTTP request
+REQUEST_TIMEOUT = (10, 30)  # (connect, read) seconds for each HTTP request
+RETRY_INITIAL = 1.0
+RETRY_MAXIMUM = 16.0
 
 
 @dataclass(frozen=True)
@@ -94,8 +99,9 @@ class GcsStorage(StorageBackend):
         super().__init__(credentials)
         # Invariant 4: the admin's endpoint, never the user's.
         self.endpoint_url = str(settings.storage_endpoint).rstrip("/")
-        self.chunk_size = settings.chunk_size
-        self.retry = DEFAULT_RETRY.with_timeout(settings.retry_timeout)
+        self.chunk_size = self.range_size = settings.chunk_size
+        self.retry_timeout = settings.retry_timeout
+        self.retry = self._retry_for(None)
         self.session = authorized_session(credentials, settings.verify)
         self.client = storage.Client(
             # An explicit project (None: no project) keeps GOOGLE_CLOUD_PROJECT out; explicit
@@ -151,46 +157,85 @@ class GcsStorage(StorageBackend):
         objects = [ListedObject(blob.name, blob.size or 0, blob.updated) for blob in page]
         return ListingPage(objects, list(page.prefixes), blobs.next_page_token or None)
 
-    def _download_into(self, bucket: str, key: str, partial: str, size_hint: Optional[int]) -> int:
-        blob = self.client.bucket(bucket).blob(key)
-        if size_hint is not None and size_hint < self.chunk_size:
-            # Listed below one range: one GET (one version, whole), checked against the CRC32C
-            # the response carries. Not a metadata request and a pool of threads for one range.
-            with open(partial, "wb") as fh:
-                blob.download_to_file(
-                    fh, raw_download=True, checksum="crc32c", retry=self.retry, timeout=REQUEST_TIMEOUT
-                )
-                return fh.tell()
-        blob.reload(retry=self.retry, timeout=REQUEST_TIMEOUT)  # size, generation and CRC32C
-        # Ranges of chunk_size, CONCURRENCY threads (the library's default is processes), each
-        # streamed into its place in the file; the whole is checked against the object's CRC32C.
-        transfer_manager.download_chunks_concurrently(
-            blob,
-            partial,
-            chunk_size=self.chunk_size,
-            worker_type=transfer_manager.THREAD,
-            max_workers=CONCURRENCY,
-            crc32c_checksum=blob.crc32c is not None,
-            download_kwargs={
-                # Every range from the generation measured above: an object replaced meanwhile
-                # fails the download (412) instead of mixing two versions.
-                "if_generation_match": blob.generation,
-                # The stored bytes, as S3 gives them: no decompressive transcoding of gzip objects.
-                "raw_download": True,
-                "retry": self.retry,
-                "timeout": REQUEST_TIMEOUT,
-            },
-        )
-        return os.path.getsize(partial)
+    # -- downloads -------------------------------------------------------------------------------
 
-    def _upload(self, path: str, size: int, bucket: str, key: str) -> None:
-        # A resumable upload in chunk_size pieces (objects up to 8 MiB go in one multipart request).
-        # The object appears only when the last chunk is accepted and its CRC32C matches the file's:
-        # an upload that fails before leaves no object, only an unfinished session that GCS drops
-        # after a week (invariant 7). On a CRC32C mismatch the library deletes the object it made.
+    whole_object_algorithms = (CRC32C, MD5)
+
+    def _read_whole(self, bucket: str, key: str, write: Callable[[bytes], None]) -> ObjectChecksums:
+        """One GET (one version, whole); its x-goog-hash gives the object's CRC32C and MD5, which
+        the library reads into the blob. The stored bytes, as S3 gives them: no decompressive
+        transcoding of gzip objects (raw_download)."""
+        blob = self.client.bucket(bucket).blob(key)
+        blob.download_to_file(
+            _Sink(write), raw_download=True, checksum=None, retry=self._retry_for(key), timeout=REQUEST_TIMEOUT
+        )
+        return object_checksums(blob, size=None)
+
+    def _head(self, bucket: str, key: str) -> ObjectChecksums:
+        blob = self.client.bucket(bucket).get_blob(key, retry=self._retry_for(key), timeout=REQUEST_TIMEOUT)
+        if blob is None:
+            raise api_exceptions.NotFound(f"{key} not found")
+        return object_checksums(blob, size=blob.size or 0)
+
+    def _read_range(
+        self, bucket: str, key: str, checksums: ObjectChecksums, start: int, end: int, write: Callable[[bytes], None]
+    ) -> None:
+        # The generation measured, by its URL (?generation=) and its precondition: a replaced object
+        # is a 404 or a 412, never mixed in (fake-gcs-server honours only the first).
+        blob = self.client.bucket(bucket).blob(key, generation=checksums.version)
+        try:
+            blob.download_to_file(
+                _Sink(write),
+                start=start,
+                end=end,
+                raw_download=True,
+                checksum=None,
+                if_generation_match=checksums.version,
+                retry=self._retry_for(key),
+                timeout=REQUEST_TIMEOUT,
+            )
+        except api_exceptions.NotFound:
+            raise api_exceptions.PreconditionFailed(f"generation {checksums.version} of {key} is gone") from None
+
+    # -- uploads ---------------------------------------------------------------------------------
+
+    def _upload_algorithms(self, size: int) -> tuple[str, ...]:
+        return (CRC32C, MD5)
+
+    def _upload(self, path: str, size: int, bucket: str, key: str, digests: Digests) -> None:
+        """A resumable upload in chunk_size pieces (objects up to 8 MiB go in one multipart
+        request), whose object resource declares the file's CRC32C and MD5: GCS verifies them when
+        the upload completes and refuses an object that does not match. The object appears only
+        then: an upload that fails before leaves no object, only an unfinished session that GCS
+        drops after a week (invariant 7). The library also compares the CRC32C it computed from
+        what it sent with the stored one, and deletes the object on a mismatch."""
         blob = self.client.bucket(bucket).blob(key, chunk_size=self.chunk_size)
-        with open_for_sending(path) as source:
-            blob.upload_from_file(source, size=size, checksum="crc32c", retry=self.retry, timeout=REQUEST_TIMEOUT)
+        blob.crc32c = base64.b64encode(digests.digest(CRC32C)).decode()
+        blob.md5_hash = base64.b64encode(digests.digest(MD5)).decode()
+        blob.metadata = {"sha256": digests.sha256}
+        with open_for_sending(path, self.count_bytes) as source:
+            blob.upload_from_file(
+                source, size=size, checksum="crc32c", retry=self._retry_for(key), timeout=REQUEST_TIMEOUT
+            )
+
+    def _stored_checksums(self, bucket: str, key: str) -> ObjectChecksums:
+        return self._head(bucket, key)
+
+    def _delete(self, bucket: str, key: str) -> None:
+        self.client.bucket(bucket).delete_blob(key, retry=self.retry, timeout=REQUEST_TIMEOUT)
+
+    def _retry_for(self, key: Optional[str]) -> Retry:
+        """google.api_core's Retry with google-cloud-storage's own predicate (the one its
+        DEFAULT_RETRY takes; the library gives it no public name), bounded by the admin's
+        retry_timeout, counting each retry of ``key``'s requests."""
+        return Retry(
+            predicate=_should_retry,
+            initial=RETRY_INITIAL,
+            maximum=RETRY_MAXIMUM,
+            multiplier=2.0,
+            timeout=self.retry_timeout,
+            on_error=lambda error: self._count_retry(key),
+        )
 
     # -- errors -------------------------------------------------------------------------------
 
@@ -221,7 +266,11 @@ class GcsStorage(StorageBackend):
         if isinstance(error, (api_exceptions.PreconditionFailed, api_exceptions.RequestRangeNotSatisfiable)):
             return StorageError(f"Could not {action} {what}: it was replaced while being copied; try again")
         if isinstance(error, DataCorruption):
-            return StorageError(f"Could not {action} {what}: the bytes received do not match the object's checksum")
+            return IntegrityError(f"Could not {action} {what}: the bytes stored do not match the file's CRC32C")
+        if isinstance(error, api_exceptions.BadRequest) and any(
+            word in _server_message(error).lower() for word in ("crc32c", "md5")
+        ):
+            return IntegrityError(f"GCS refused {what}: {_server_message(error)}")
         if isinstance(error, api_exceptions.GoogleAPICallError):
             return StorageError(f"Could not {action} {what}: HTTP {error.code} {_server_message(error)}")
         if isinstance(error, (requests.ConnectionError, requests.Timeout, auth_exceptions.TransportError)):
@@ -254,6 +303,28 @@ class GcsStorage(StorageBackend):
         except Exception:
             pass  # cannot tell: do not claim the bucket is missing
         return True
+
+
+class _Sink:
+    """What google-cloud-storage writes a download into: ``write`` only (the bytes go on to the
+    ranged read's writer, in order)."""
+
+    def __init__(self, write: Callable[[bytes], None]) -> None:
+        self.write = write
+
+
+def object_checksums(blob, size: Optional[int]) -> ObjectChecksums:
+    """What GCS says of an object's bytes: its CRC32C (always, composed objects included), its MD5
+    (not for composed objects), its ``sha256`` metadata where a reload read it."""
+    checksums = (
+        Checksum.from_base64(CRC32C, blob.crc32c, "GCS crc32c") if blob.crc32c else None,
+        Checksum.from_base64(MD5, blob.md5_hash, "GCS md5Hash") if blob.md5_hash else None,
+        Checksum.metadata_sha256((blob.metadata or {}).get("sha256"), "x-goog-meta-sha256"),
+    )
+    found = tuple(checksum for checksum in checksums if checksum is not None)
+    unverifiable = None if found else "GCS gave no crc32c or md5Hash for it"
+    generation = int(blob.generation) if blob.generation else None
+    return ObjectChecksums(size, found, unverifiable, version=generation)
 
 
 def _server_message(error: api_exceptions.GoogleAPICallError) -> str:

@@ -18,10 +18,12 @@ the segments it wrote and writes no manifest (invariant 7); a successful one ove
 deletes the replaced version's segments.
 """
 
+import hashlib
 import json
 import logging
 import math
 import queue
+import socket
 import threading
 import time
 import uuid
@@ -29,23 +31,27 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 from urllib.parse import unquote, urlsplit
 
+import urllib3.exceptions
 from requests.exceptions import RequestException
 from swiftclient.client import Connection
 from swiftclient.exceptions import ClientException
 from swiftclient.utils import LengthWrapper
 
 from ..cancellation import open_for_sending
+from ..integrity import Checksum, Digests, MD5, ObjectChecksums, SEGMENTS_MD5
 from ..settings import MiB
 from ..storage import (
     AccessDenied,
     BucketInfo,
+    IntegrityError,
     JsonCredentials,
     ListedObject,
     ListingPage,
     ObjectInfo,
+    pump,
     StorageBackend,
     StorageError,
 )
@@ -56,12 +62,18 @@ log = logging.getLogger(__name__)
 CONCURRENCY = 4  # segments in flight per upload: memory is CONCURRENCY socket buffers, not segments
 MAX_SEGMENTS = 1000  # Swift's default slo max_manifest_segments, where /info does not say (expose_info off)
 CHUNK_SIZE = 1 * MiB  # read and write size when streaming a download
-# swiftclient retries connection errors and 5xx, backing off 0.5, 1, 2 s: an outage is reported
-# within seconds, a hiccup is ridden out. Downloads resume where they broke off (Range requests).
+RANGE_SIZE = 16 * MiB  # a large object is read in ranges of this size, 4 at a time (StorageBackend)
+# swiftclient retries connection errors and timeouts, 5xx, 408 and (retry_on_ratelimit) 429 and
+# 498, never another 4xx, backing off 0.5, 1, 2 s: a request fails within about (RETRIES + 1) x
+# TIMEOUT + 3.5 s, and within seconds where nothing listens; a hiccup is ridden out. A whole
+# object's body resumes where it broke off (swiftclient's Range requests); a ranged read's is
+# StorageBackend's.
 RETRIES = 3
 STARTING_BACKOFF = 0.5
 MAX_BACKOFF = 4
-TIMEOUT = 60  # seconds without a byte from Swift before a request counts as failed
+TIMEOUT = 30  # seconds without a byte from Swift before a request counts as failed
+# What a body that broke mid-way raises through swiftclient and http.client.
+BROKEN_BODY_ERRORS = (socket.error, urllib3.exceptions.HTTPError, RequestException)
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,23 @@ class SwiftCredentials(JsonCredentials):
 
     def usable(self) -> bool:
         return bool(self.storage_url and self.token)
+
+
+class CountingConnection(Connection):
+    """A swiftclient Connection that counts its retries: the attempts after each call's first, and
+    each time it resumes a broken body (its _RetryBody calls _retry again, continuing the count).
+    swiftclient keeps only the last call's ``attempts``; a transfer's lines report them all."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.retried = 0
+
+    def _retry(self, reset_func, func, *args, **kwargs):
+        resumed_from = kwargs.get("attempts", 0)
+        try:
+            return super()._retry(reset_func, func, *args, **kwargs)
+        finally:
+            self.retried += max(0, self.attempts - resumed_from - 1) + (1 if resumed_from else 0)
 
 
 class SwiftStorage(StorageBackend):
@@ -101,12 +130,13 @@ class SwiftStorage(StorageBackend):
     # -- connections ----------------------------------------------------------------------------
 
     @contextmanager
-    def _connection(self) -> Iterator[Connection]:
-        """A Connection used by one thread at a time, returned to the pool afterwards."""
+    def _connection(self, key: Optional[str] = None) -> Iterator[Connection]:
+        """A Connection used by one thread at a time, returned to the pool afterwards; the retries
+        of its calls meanwhile count as ``key``'s."""
         try:
             connection = self._idle.get_nowait()
         except queue.Empty:
-            connection = Connection(
+            connection = CountingConnection(
                 # No authurl, user or key: on a 401 swiftclient gives up instead of re-authenticating.
                 preauthurl=self.credentials.storage_url,
                 preauthtoken=self.credentials.token,
@@ -115,12 +145,15 @@ class SwiftStorage(StorageBackend):
                 retries=RETRIES,
                 starting_backoff=STARTING_BACKOFF,
                 max_backoff=MAX_BACKOFF,
+                retry_on_ratelimit=True,
                 timeout=TIMEOUT,
                 os_options={},
             )
+        retried = connection.retried
         try:
             yield connection
         finally:
+            self._count_retry(key, connection.retried - retried)
             self._idle.put(connection)
 
     def close(self) -> None:
@@ -138,7 +171,7 @@ class SwiftStorage(StorageBackend):
 
     def _stat(self, bucket: str, key: str) -> Optional[ObjectInfo]:
         try:
-            with self._connection() as conn:
+            with self._connection(key) as conn:
                 headers = conn.head_object(bucket, key)
         except ClientException as e:
             if e.http_status == 404:
@@ -190,34 +223,111 @@ class SwiftStorage(StorageBackend):
         last = entries[-1]
         return ListingPage(objects, folders, last["subdir"] if "subdir" in last else last["name"])
 
-    def _download_into(self, bucket: str, key: str, partial: str, size_hint: Optional[int]) -> int:
-        with self._connection() as conn:
+    # -- downloads -------------------------------------------------------------------------------
+
+    range_size = RANGE_SIZE
+    whole_object_algorithms = (MD5,)
+
+    def _read_whole(self, bucket: str, key: str, write: Callable[[bytes], None]) -> ObjectChecksums:
+        with self._connection(key) as conn:
             # With resp_chunk_size, swiftclient streams, and resumes a broken body with a Range request.
             headers, body = conn.get_object(bucket, key, resp_chunk_size=CHUNK_SIZE)
-            return self._write_stream(body, partial, int(headers["content-length"]), bucket, key)
+            checksums = self._checksums(conn, bucket, key, headers)
+            if checksums.segments is not None:
+                # A large object's ETag is of its segments: read by ranges, hashing each segment.
+                body.resp.close()
+                return checksums
+            pump(body, write, broken=BROKEN_BODY_ERRORS)
+        return checksums
 
-    def _upload(self, path: str, size: int, bucket: str, key: str) -> None:
+    def _head(self, bucket: str, key: str) -> ObjectChecksums:
+        with self._connection(key) as conn:
+            headers = conn.head_object(bucket, key)
+            return self._checksums(conn, bucket, key, headers)
+
+    def _read_range(
+        self, bucket: str, key: str, checksums: ObjectChecksums, start: int, end: int, write: Callable[[bytes], None]
+    ) -> None:
+        # If-Match the ETag measured: a replaced object (large ones included) is a 412, never mixed in.
+        with self._connection(key) as conn:
+            _, body = conn.get_object(
+                bucket,
+                key,
+                resp_chunk_size=CHUNK_SIZE,
+                headers={"Range": f"bytes={start}-{end}", "If-Match": checksums.version},
+            )
+            pump(body, write, broken=BROKEN_BODY_ERRORS)
+
+    def _checksums(self, conn: Connection, bucket: str, key: str, headers: dict) -> ObjectChecksums:
+        """What Swift says of an object's bytes: a plain object's ETag is its MD5; a Static Large
+        Object's is the MD5 of its segments' MD5s (its manifest gives their sizes); a Dynamic Large
+        Object's covers segments listed anew at each read, so only its ``sha256`` metadata holds."""
+        etag, segments, unverifiable = headers.get("etag", ""), None, None
+        checksums = [Checksum.metadata_sha256(headers.get("x-object-meta-sha256"), "X-Object-Meta-Sha256")]
+        if headers.get("x-static-large-object", "").lower() == "true":
+            _, manifest = conn.get_object(bucket, key, query_string="multipart-manifest=get")
+            entries = json.loads(manifest)
+            if all("range" not in entry and not entry.get("sub_slo") for entry in entries):
+                segments = tuple(int(entry["bytes"]) for entry in entries)
+                checksums.append(Checksum.from_hex(SEGMENTS_MD5, etag, "ETag of a Static Large Object"))
+            else:
+                unverifiable = "a Static Large Object of ranges or nested objects, whose ETag is not of its bytes"
+        elif "x-object-manifest" in headers:
+            unverifiable = "a Dynamic Large Object, whose ETag covers segments listed anew at each read"
+        else:
+            checksums.append(Checksum.from_hex(MD5, etag, "ETag"))
+        found = tuple(checksum for checksum in checksums if checksum is not None)
+        return ObjectChecksums(
+            int(headers["content-length"]), found, None if found else unverifiable, segments, version=etag
+        )
+
+    def _upload_algorithms(self, size: int) -> tuple[str, ...]:
+        return (MD5,) if size <= self.segment_size else (SEGMENTS_MD5,)
+
+    def _upload_segments(self, size: int, key: str) -> Optional[list[int]]:
+        if size <= self.segment_size:
+            return None
+        segment_size = self._segment_size_for(size, key)
+        return [min(segment_size, size - offset) for offset in range(0, size, segment_size)]
+
+    def _segment_size_for(self, size: int, key: Optional[str] = None) -> int:
+        # Swift refuses a manifest of more segments than its limit: larger objects get larger segments.
+        return max(self.segment_size, math.ceil(size / self.max_segments(key)))
+
+    def _stored_checksums(self, bucket: str, key: str) -> ObjectChecksums:
+        return self._head(bucket, key)
+
+    def _delete(self, bucket: str, key: str) -> None:
+        with self._connection(key) as conn:  # an SLO with its segments (a plain object ignores the query)
+            conn.delete_object(bucket, key, query_string="multipart-manifest=delete")
+
+    def _upload(self, path: str, size: int, bucket: str, key: str, digests: Digests) -> None:
+        """Swift verifies each request's ETag on receipt (422 when the body differs): the file's MD5
+        for a whole object, each segment's for a large one, whose manifest PUT also names the
+        segments' ETags and the whole object's, all from the first read of the file."""
         replaced = self._segments_of(bucket, key)
         if size <= self.segment_size:
-            self._put_whole(path, size, bucket, key)
+            self._put_whole(path, size, bucket, key, digests)
         else:
-            self._put_large(path, size, bucket, key)
+            self._put_large(path, size, bucket, key, digests)
         # Overwritten: the old version's segments would stay forever, unlisted and billed (the
         # swift CLI deletes them likewise). Only now: had the upload failed, the old version stays whole.
         self._delete_replaced_segments(replaced)
 
     # -- uploads --------------------------------------------------------------------------------
 
-    def _put_whole(self, path: str, size: int, bucket: str, key: str) -> None:
-        with open_for_sending(path) as fh, self._connection() as conn:
-            _put_checked(conn, bucket, key, fh, 0, size)
+    def _put_whole(self, path: str, size: int, bucket: str, key: str, digests: Digests) -> None:
+        with open_for_sending(path, self.count_bytes) as fh, self._connection(key) as conn:
+            _put_checked(
+                conn, bucket, key, fh, 0, size, digests.hexdigest(MD5), {"X-Object-Meta-Sha256": digests.sha256}
+            )
 
-    def _put_large(self, path: str, size: int, bucket: str, key: str) -> None:
-        # Swift refuses a manifest of more segments than its limit: larger objects get larger segments.
-        segment_size = max(self.segment_size, math.ceil(size / self.max_segments()))
+    def _put_large(self, path: str, size: int, bucket: str, key: str, digests: Digests) -> None:
+        segment_size = self._segment_size_for(size, key)
         count = math.ceil(size / segment_size)
+        md5s = digests.segment_md5s()
         segments_container = f"{bucket}_segments"
-        self._ensure_segments_container(bucket, segments_container)
+        self._ensure_segments_container(bucket, segments_container, key)
         # Unique per upload, so that two uploads of one key never share (or delete) segments.
         prefix = f"{key}/slo/{time.time():.6f}-{uuid.uuid4().hex[:8]}/{size}/{segment_size}/"
         names = [f"{prefix}{index:08d}" for index in range(count)]
@@ -229,8 +339,8 @@ class SwiftStorage(StorageBackend):
                 return None
             offset, length = index * segment_size, min(segment_size, size - index * segment_size)
             started.add(names[index])
-            with open_for_sending(path) as fh, self._connection() as conn:
-                etag = _put_checked(conn, segments_container, names[index], fh, offset, length)
+            with open_for_sending(path, self.count_bytes) as fh, self._connection(key) as conn:
+                etag = _put_checked(conn, segments_container, names[index], fh, offset, length, md5s[index])
             return {"path": f"/{segments_container}/{names[index]}", "etag": etag, "size_bytes": length}
 
         try:
@@ -244,20 +354,23 @@ class SwiftStorage(StorageBackend):
                         future.cancel()
                     raise failed.exception()  # leaving the pool waits for the segments in flight
                 manifest = [future.result() for future in futures]
-            with self._connection() as conn:
+            whole_etag = hashlib.md5("".join(md5s).encode()).hexdigest()  # Swift compares it with the segments'
+            with self._connection(key) as conn:
                 conn.put_object(
                     bucket, key, json.dumps(manifest), query_string="multipart-manifest=put",
-                    content_type="application/octet-stream",
+                    content_type="application/octet-stream", etag=whole_etag,
+                    headers={"X-Object-Meta-Sha256": digests.sha256},
                 )  # fmt: skip
         except BaseException:
             self._delete_segments(segments_container, sorted(started))
             raise
 
-    def max_segments(self) -> int:
-        """The cluster's limit on an SLO's segments, from its /info (once per backend)."""
+    def max_segments(self, key: Optional[str] = None) -> int:
+        """The cluster's limit on an SLO's segments, from its /info (once per backend; its
+        retries count as ``key``'s)."""
         if self._max_segments is None:
             try:
-                with self._connection() as conn:
+                with self._connection(key) as conn:
                     limit = conn.get_capabilities().get("slo", {}).get("max_manifest_segments")
             except (ClientException, RequestException, OSError):
                 limit = None
@@ -266,7 +379,7 @@ class SwiftStorage(StorageBackend):
 
     def _segments_of(self, bucket: str, key: str) -> list[tuple[str, str]]:
         """(container, name) of the segments of the large object at ``key``, if there is one."""
-        with self._connection() as conn:
+        with self._connection(key) as conn:
             try:
                 headers = conn.head_object(bucket, key)
             except ClientException as e:
@@ -289,8 +402,8 @@ class SwiftStorage(StorageBackend):
         for container in dict.fromkeys(container for container, _ in segments):
             self._delete_segments(container, [name for c, name in segments if c == container], "a replaced object")
 
-    def _ensure_segments_container(self, bucket: str, segments_container: str) -> None:
-        with self._connection() as conn:
+    def _ensure_segments_container(self, bucket: str, segments_container: str, key: str) -> None:
+        with self._connection(key) as conn:
             headers = conn.head_container(bucket)  # BucketNotFound / AccessDenied before any write
             try:
                 conn.head_container(segments_container)
@@ -302,15 +415,22 @@ class SwiftStorage(StorageBackend):
                 conn.put_container(segments_container, headers={"X-Storage-Policy": policy} if policy else None)
 
     def _delete_segments(self, segments_container: str, names: list[str], whose: str = "a failed upload") -> None:
-        """Best effort: the segments of ``whose`` (404s are fine)."""
+        """Best effort: the segments of ``whose`` (404s are fine). Swift gone (no answer after the
+        retries): the others are not tried, each would take as long to fail."""
         leftover = 0
-        for name in names:
+        for index, name in enumerate(names):
             try:
                 with self._connection() as conn:
                     conn.delete_object(segments_container, name)
             except ClientException as e:
+                if e.http_status is None:
+                    leftover += len(names) - index
+                    break
                 if e.http_status != 404:
                     leftover += 1
+            except (RequestException, OSError):
+                leftover += len(names) - index
+                break
             except Exception:
                 leftover += 1
         if leftover:
@@ -323,6 +443,12 @@ class SwiftStorage(StorageBackend):
     ) -> Optional[StorageError]:
         if isinstance(error, ClientException):
             status = error.http_status
+            if status == 412:
+                return StorageError(f"Could not {action} {what}: it was replaced while being copied; try again")
+            if status == 422 or (status == 400 and "etag" in str(error.http_response_content or "").lower()):
+                return IntegrityError(
+                    f"Swift refused {what}: the bytes it received do not match their MD5 (HTTP {status})"
+                )
             if status == 404:
                 # Swift answers a PUT into a missing container with 404; a GET or HEAD of a missing
                 # object in a missing container with 404 too (the object is missing, either way).
@@ -353,13 +479,18 @@ def _utc(moment: str) -> datetime:
     return datetime.fromisoformat(moment).replace(tzinfo=timezone.utc)
 
 
-def _put_checked(conn: Connection, container: str, name: str, fh, offset: int, length: int) -> str:
-    """PUT ``length`` bytes of ``fh`` from ``offset``, streamed; returns the MD5 Swift confirmed.
-    swiftclient seeks back to ``offset`` to retry."""
+def _put_checked(
+    conn: Connection, container: str, name: str, fh, offset: int, length: int, md5: str, headers: Optional[dict] = None
+) -> str:
+    """PUT ``length`` bytes of ``fh`` from ``offset``, streamed, declaring their ``md5``, which Swift
+    verifies (a 422 when what it received differs); returns it. swiftclient seeks back to
+    ``offset`` to retry."""
     fh.seek(offset)
-    body = LengthWrapper(fh, length, md5=True)
-    etag = conn.put_object(container, name, body, content_length=length, content_type="application/octet-stream")
-    sent = body.get_md5sum()
-    if etag and etag.strip('"') != sent:
-        raise StorageError(f"Swift stored different bytes than were sent for '{name}' in container '{container}'")
-    return sent
+    body = LengthWrapper(fh, length, md5=False)
+    etag = conn.put_object(
+        container, name, body, content_length=length, etag=md5, headers=headers,
+        content_type="application/octet-stream",
+    )  # fmt: skip
+    if etag and etag.strip('"') != md5:
+        raise IntegrityError(f"Swift stored different bytes than were sent for '{name}' in container '{container}'")
+    return md5
