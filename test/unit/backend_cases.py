@@ -16,7 +16,8 @@ import socket
 import sys
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable, ContextManager, Optional
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -27,6 +28,7 @@ from galaxy_cloud_storage_testing import azurite, local_clouds, swift_aio
 
 MiB = 1024 * 1024
 CLOUDS = ("aws", "azure", "gcp", "openstack", "standin")
+SERVED_CLOUDS = CLOUDS[:-1]
 
 
 @dataclass
@@ -67,6 +69,11 @@ class BackendCase:
     requests_sent: Callable[[StorageBackend], ContextManager[list]]
     #: what of the case's credentials must never show in a message
     secrets: list[str] = field(default_factory=list)
+    #: the port of the cloud's server, and the backend that reaches it at another address
+    #: (``via(url)``, e.g. a fault_proxy.FaultProxy's), with the admin's settings overridden by
+    #: keyword arguments; None for a cloud without a server (the stand-in)
+    server_port: Optional[int] = None
+    via: Optional[Callable[..., StorageBackend]] = None
 
     @property
     def noun(self) -> str:
@@ -188,6 +195,8 @@ def aws_case(moto_s3, moto_strict) -> BackendCase:
         ),
         requests_sent=botocore_requests,
         secrets=["user-test-secret", "user-test-token", "bogus-secret", "bogus-token"],
+        server_port=urlsplit(moto_s3.endpoint_url).port,
+        via=lambda url, **kwargs: AwsStorage(settings.model_copy(update={"s3_endpoint_url": url, **kwargs}), keys),
     )
 
 
@@ -225,6 +234,12 @@ def azure_case(azurite_http) -> BackendCase:
         ),
         requests_sent=requests_library_requests,
         secrets=[dict(part.split("=", 1) for part in sas.split("&"))["sig"]],
+        server_port=azurite_http.port,
+        via=lambda url, **kwargs: AzureStorage(
+            settings.model_copy(update={"blob_endpoint": f"{url}/{{account}}", **kwargs}),
+            AzureCredentials(sas_token=sas),
+            account,
+        ),
     )
 
 
@@ -258,6 +273,10 @@ def gcp_case(fake_gcs, gcs_cloud) -> BackendCase:
         may_not_list=lambda: minted_backend(gcs_cloud),
         requests_sent=requests_library_requests,
         secrets=[token.access_token],
+        server_port=urlsplit(fake_gcs.endpoint_url).port,
+        via=lambda url, **kwargs: GcsStorage(
+            settings.model_copy(update={"storage_endpoint": url, **kwargs}), token, config
+        ),
     )
 
 
@@ -294,6 +313,10 @@ def openstack_case(swift, swift_admin) -> BackendCase:
         may_not_list=lambda: SwiftStorage(settings, SwiftCredentials(*v1_token(swift, *reader_login)), {}),
         requests_sent=requests_library_requests,
         secrets=[token, "some-token"],
+        server_port=urlsplit(storage_url).port,
+        via=lambda url, **kwargs: SwiftStorage(
+            settings.model_copy(update=kwargs), SwiftCredentials(url + urlsplit(storage_url).path, token), {}
+        ),
     )
 
 
@@ -381,7 +404,16 @@ def gcs_cloud(tmp_path_factory):
 
 @pytest.fixture(params=CLOUDS)
 def case(request, tmp_path_factory) -> BackendCase:
-    name = request.param
+    return build_case(request.param, request, tmp_path_factory)
+
+
+@pytest.fixture(params=SERVED_CLOUDS)
+def served_case(request, tmp_path_factory) -> BackendCase:
+    """A cloud with a server of its own on 127.0.0.1, which a relay can stand in front of."""
+    return build_case(request.param, request, tmp_path_factory)
+
+
+def build_case(name: str, request, tmp_path_factory) -> BackendCase:
     if name == "aws":
         return aws_case(request.getfixturevalue("moto_s3"), request.getfixturevalue("moto_strict"))
     if name == "azure":
