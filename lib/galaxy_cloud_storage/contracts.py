@@ -82,6 +82,9 @@ class SendItem:
 
     path: str
     key: str
+    #: the dataset's Galaxy hashes (``{"hash_function", "hash_value"}``), which its file must match
+    #: to be sent (absent in jobs made before 0.12)
+    hashes: tuple[dict[str, str], ...] = ()
 
 
 class GetManifest(_Message):

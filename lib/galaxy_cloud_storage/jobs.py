@@ -188,11 +188,22 @@ def get_manifest(request, outputs: list, datatypes_conf) -> str:
     ).model_dump_json()
 
 
+def dataset_hashes(wrapper) -> tuple[dict[str, str], ...]:
+    """The Galaxy hashes of a job input's dataset (a Cheetah DatasetFilenameWrapper), of its
+    primary file (not its extra files): the send checks the file against them before it sends."""
+    dataset = getattr(getattr(wrapper, "unsanitized", None), "dataset", None)
+    return tuple(
+        {"hash_function": str(entry.hash_function), "hash_value": entry.hash_value}
+        for entry in (dataset.hashes if dataset is not None else ())
+        if not entry.extra_files_path and entry.hash_value
+    )
+
+
 def send_manifest(request, inputs: list) -> str:
     """What the job sends where: ``inputs`` are the job's datasets named by
     contracts.input_name(0), input_name(1), ..., in order."""
     request = TransferRequest.model_validate_json(str(request))
-    items = [SendItem(str(dataset), key) for key, dataset in _matched(request.keys, inputs)]
+    items = [SendItem(str(dataset), key, dataset_hashes(dataset)) for key, dataset in _matched(request.keys, inputs)]
     return SendManifest(
         bucket=request.bucket, items=items, overwrite_existing=request.overwrite_existing
     ).model_dump_json()

@@ -108,7 +108,7 @@ class AllThereBackend:
 
 def test_send_job_filters_appeared_objects_in_one_pass(monkeypatch, capsys):
     sent = []
-    monkeypatch.setattr(transfer_job, "send_files", lambda backend, bucket, items: sent.extend(items) or [])
+    monkeypatch.setattr(transfer_job, "send_files", lambda backend, bucket, items, **_: sent.extend(items) or [])
     keys = counting_keys(LARGEST)
     manifest = SendManifest.model_construct(
         bucket="b", items=[SendItem(f"/data/{i}", key) for i, key in enumerate(keys)]

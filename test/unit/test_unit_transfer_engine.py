@@ -11,12 +11,12 @@ from galaxy_cloud_storage.contracts import GetManifest, TransferRequest
 from galaxy_cloud_storage.jobs import get_manifest
 from galaxy_cloud_storage.providers.aws import AwsSettings
 from galaxy_cloud_storage.providers.aws.storage import AwsCredentials, AwsStorage
-from galaxy_cloud_storage.providers.storage import ObjectInfo
+from galaxy_cloud_storage.providers.integrity import Verified
+from galaxy_cloud_storage.providers.storage import ObjectInfo, Transferred
 from galaxy_cloud_storage.transfer.engine import (
     DEFAULT_WORKERS,
     get_objects,
     GetItem,
-    ItemResult,
     send_files,
     SendItem,
     SMALL_OBJECT,
@@ -54,7 +54,11 @@ def test_send_then_get_several_objects_with_one_failing(moto_s3, tmp_path):
     failed = results.pop(2)
     assert not failed.ok and failed.size == 0
     assert "vanished.txt" in failed.error and "vanished.dat" in failed.error
-    assert results == [ItemResult(key, True, sizes[key], None) for key in KEYS]
+    assert [(r.key, r.ok, r.size, r.error, r.retries) for r in results] == [
+        (key, True, sizes[key], None, 0) for key in KEYS
+    ]
+    for result, item in zip(results, [s for s in sends if s.key != "vanished.txt"], strict=True):
+        assert result.verified.sha256 == digest(item.path) and result.seconds > 0
     assert storage.stat(BUCKET, "vanished.txt") is None
     for key in KEYS:
         assert storage.stat(BUCKET, key) == ObjectInfo(key, sizes[key])
@@ -65,16 +69,17 @@ def test_send_then_get_several_objects_with_one_failing(moto_s3, tmp_path):
 
     assert [r.key for r in results] == [item.key for item in gets]
     failed = results.pop(1)
-    assert failed == ItemResult("no/such key.txt", False, 0, failed.error)
+    assert (failed.key, failed.ok, failed.size, failed.verified) == ("no/such key.txt", False, 0, None)
     assert "'no/such key.txt'" in failed.error and "does not exist" in failed.error
     assert not os.path.exists(inbox / "missing.dat")
-    assert results == [ItemResult(key, True, sizes[key], None) for key in KEYS]
+    assert [(r.key, r.ok, r.size, r.error) for r in results] == [(key, True, sizes[key], None) for key in KEYS]
     for i in range(len(KEYS)):
         assert digest(inbox / f"dataset_{i}.dat") == digest(outbox / f"dataset_{i}.dat")
 
 
 class SlowBackend:
-    """Not a cloud: a backend that only measures how many transfers run at once."""
+    """Not a cloud: a backend that only measures how many transfers run at once (and says each
+    object of ``retried`` was asked for again twice)."""
 
     def __init__(self):
         self.running = 0
@@ -91,13 +96,16 @@ class SlowBackend:
             time.sleep(0.05)
             if key == "bug":
                 raise KeyError(key)  # not a StorageError: still only this item's failure
-            return len(key)
+            return Transferred(len(key), Verified(hashlib.sha256(key.encode()).hexdigest()), 0)
         finally:
             with self.lock:
                 self.running -= 1
 
-    def upload(self, path, bucket, key):
+    def upload(self, path, bucket, key, hashes=()):
         return self.download(bucket, key, path)
+
+    def take_retries(self, key):
+        return 2 if key == "bug" else 0
 
     def check_bucket(self, bucket):
         pass
@@ -113,7 +121,11 @@ def test_pool_is_bounded_and_parallel():
     assert backend.most == 4
     assert [r.ok for r in results] == [True] * 12 + [False]
     assert results[-1].error == "Could not copy 'bug' from bucket 'b': KeyError: 'bug'"
-    assert send_files(backend, "b", [SendItem("/p", "k")], workers=8) == [ItemResult("k", True, 1, None)]
+    assert results[-1].retries == 2  # what its backend counted before it failed
+    sent = send_files(backend, "b", [SendItem("/p", "k")], workers=8)
+    assert [(r.key, r.ok, r.size, r.verified.sha256) for r in sent] == [
+        ("k", True, 1, hashlib.sha256(b"k").hexdigest())
+    ]
     assert backend.most == 4
     assert get_objects(backend, "b", []) == [] and send_files(backend, "b", []) == []
 

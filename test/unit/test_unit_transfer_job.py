@@ -2,6 +2,7 @@
 ticket, redeem it for the credentials, move the objects, fail loudly naming each failed object; then
 tell Galaxy the sniffed datatypes."""
 
+import hashlib
 import io
 import json
 import os
@@ -110,10 +111,18 @@ def test_get_sniffs_and_converts(moto_s3, office, tmp_path, monkeypatch):
 
     assert main(["get", manifest, credentials]) == 0
 
-    # by the datatypes step, a process of its own beside the transfer
+    # by the datatypes step, a process of its own beside the transfer: each dataset's ext and hash,
+    # the object's, or the converted file's where the conversion changed it
     provided = json.loads((tmp_path / "working" / GALAXY_JSON).read_text())
-    assert provided == {"output0": {"ext": "bed"}, "output1": {"ext": "tabular"}}
     assert (tmp_path / "out1.dat").read_bytes() == b"a\tb\nc\td\n"
+    assert provided == {
+        "output0": {"ext": "bed", "hashes": [sha256_hash(b"chr1\t1\t2\tx\t0\t+\n")]},
+        "output1": {"ext": "tabular", "hashes": [sha256_hash(b"a\tb\nc\td\n")]},
+    }
+
+
+def sha256_hash(data: bytes) -> dict:
+    return {"hash_function": "SHA-256", "hash_value": hashlib.sha256(data).hexdigest()}
 
 
 def test_a_datatypes_step_that_fails_fails_the_job(moto_s3, office, tmp_path, capsys, monkeypatch):
@@ -327,11 +336,14 @@ def test_a_send_stopped_by_sigterm_aborts_its_upload_and_does_not_say_it_ended(
     (tmp_path / "d0.dat").write_bytes(os.urandom(12 * 1024 * 1024))
     terminated = []
 
-    def progress_then_sigterm(sent: int) -> None:
-        if not terminated:  # once, when the first part's bytes go
-            terminated.append(sent)
-            os.kill(os.getpid(), signal.SIGTERM)
-        s3transfer_progress(sent)
+    def progress_then_sigterm(count):
+        def callback(sent: int) -> None:
+            if not terminated:  # once, when the first part's bytes go
+                terminated.append(sent)
+                os.kill(os.getpid(), signal.SIGTERM)
+            s3transfer_progress(count)(sent)
+
+        return callback
 
     monkeypatch.setattr(aws_storage, "s3transfer_progress", progress_then_sigterm)
     settings = {"s3_endpoint_url": moto_s3.endpoint_url, "part_size": 5 * 1024 * 1024}
@@ -348,7 +360,7 @@ def test_a_send_stopped_by_sigterm_aborts_its_upload_and_does_not_say_it_ended(
 
     out, err = capsys.readouterr()
     assert terminated and "stopped (SIGTERM)" in err
-    assert END_OF_JOB not in out and "Sent " not in out
+    assert END_OF_JOB not in out and "Sent '" not in out
     assert "Contents" not in admin.list_objects_v2(Bucket=BUCKET)
     assert admin.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
 

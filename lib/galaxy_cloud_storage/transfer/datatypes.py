@@ -5,9 +5,11 @@ others still download, and Galaxy's datatypes registry loads meanwhile:
 
     python -m galaxy_cloud_storage.transfer.datatypes MANIFEST --as-they-arrive
 
-reads the manifest's item indexes from stdin, one a line, then ``done`` when every object came;
-without ``done`` (the transfer failed or was stopped) it declares nothing. Without
-``--as-they-arrive`` it does every item at once (a job prepared by an older version of the tool).
+reads from stdin, a line per object as it lands, the manifest's item index and the object's
+SHA-256, then ``done`` when every object came; without ``done`` (the transfer failed or was
+stopped) it declares nothing. It declares each dataset's ext and SHA-256 (its Galaxy hash,
+dataset_hashes.py). Without ``--as-they-arrive`` it does every item at once (a job prepared by an
+older version of the tool).
 
 A process of its own because Galaxy's datatypes registry costs about 250 MiB and several seconds to
 load, which the transfer itself does not need (invariant 8).
@@ -25,6 +27,7 @@ import threading
 from typing import Iterable, Optional
 
 from ..contracts import GetManifest
+from ..providers.integrity import digest_file, SHA256
 
 MODULE = "galaxy_cloud_storage.transfer.datatypes"
 GALAXY_JSON = "galaxy.json"  # Galaxy reads each output's metadata (the sniffed ext) from it
@@ -38,15 +41,24 @@ def datatypes_registry(conf: Optional[str]):
     return registry
 
 
-def set_datatypes(manifest: GetManifest, arrived: Iterable[int]) -> None:
+def declared(ext: str, sha256: Optional[str]) -> dict:
+    """What galaxy.json says of one dataset: its ext, and its SHA-256 where the transfer gave one."""
+    entry = {"ext": ext}
+    if sha256:
+        entry["hashes"] = [{"hash_function": SHA256, "hash_value": sha256}]
+    return entry
+
+
+def set_datatypes(manifest: GetManifest, arrived: Iterable[tuple[int, Optional[str]]]) -> None:
     """Sniff (or take ``file_type``) and convert each item of ``arrived`` (indexes into the
-    manifest's items) as it comes, then tell Galaxy each dataset's ext."""
+    manifest's items, with the object's SHA-256) as it comes, then tell Galaxy each dataset's ext
+    and hash."""
     from galaxy.datatypes.upload_util import handle_upload
 
     args = manifest.input_args
     registry = datatypes_registry(manifest.datatypes_conf)
     provided = {}
-    for index in arrived:
+    for index, sha256 in arrived:
         item = manifest.items[index]
         response = handle_upload(
             registry=registry,
@@ -62,7 +74,10 @@ def set_datatypes(manifest: GetManifest, arrived: Iterable[int]) -> None:
             convert_to_posix_lines=args.to_posix_lines,
             convert_spaces_to_tabs=args.space_to_tab,
         )
-        provided[item.output] = {"ext": response.ext}
+        if response.converted_newlines or response.converted_spaces:
+            # Converted in place: the dataset's hash is its new file's, no longer the object's.
+            sha256 = digest_file(item.path).sha256
+        provided[item.output] = declared(response.ext, sha256)
     write_galaxy_json(provided)
 
 
@@ -79,12 +94,14 @@ class TransferEnded(Exception):
     """The transfer ended without every object: declare nothing."""
 
 
-def arrivals(lines: Iterable[str]) -> Iterable[int]:
-    """The item indexes the transfer writes, until its ``done``; TransferEnded at an end without it."""
+def arrivals(lines: Iterable[str]) -> Iterable[tuple[int, Optional[str]]]:
+    """The item indexes the transfer writes, each with the object's SHA-256, until its ``done``;
+    TransferEnded at an end without it."""
     for line in lines:
         if line.strip() == ALL_ARRIVED:
             return
-        yield int(line)
+        index, _, sha256 = line.strip().partition(" ")
+        yield int(index), sha256 or None
     raise TransferEnded()
 
 
@@ -99,10 +116,9 @@ def has_galaxy_datatypes() -> bool:
     return importlib.util.find_spec("galaxy") is not None and importlib.util.find_spec("galaxy.datatypes") is not None
 
 
-def leave_sniffing_to_galaxy(manifest: GetManifest, arrived: Iterable[int]) -> None:
+def leave_sniffing_to_galaxy(manifest: GetManifest, arrived: Iterable[tuple[int, Optional[str]]]) -> None:
     """Tell Galaxy to sniff each dataset itself once it has fetched it (README "Pulsar")."""
-    outputs = [manifest.items[index].output for index in arrived]
-    write_galaxy_json({output: {"ext": SNIFF_IN_GALAXY} for output in outputs})
+    write_galaxy_json({manifest.items[index].output: declared(SNIFF_IN_GALAXY, sha256) for index, sha256 in arrived})
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -114,7 +130,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = manifest.input_args
     if not args.needs_datatypes_step:
         return 0
-    arrived = arrivals(sys.stdin) if as_they_arrive else range(len(manifest.items))
+    arrived = arrivals(sys.stdin) if as_they_arrive else ((index, None) for index in range(len(manifest.items)))
     try:
         if has_galaxy_datatypes():
             set_datatypes(manifest, arrived)
@@ -153,8 +169,8 @@ class DatatypesStep:
     def start(cls, manifest: GetManifest, manifest_path: str) -> Optional["DatatypesStep"]:
         return cls(manifest, manifest_path) if manifest.input_args.needs_datatypes_step else None
 
-    def arrived(self, key: str) -> None:
-        self._write(f"{self._index[key]}\n")
+    def arrived(self, key: str, sha256: str) -> None:
+        self._write(f"{self._index[key]} {sha256}\n")
 
     def finish(self, all_arrived: bool) -> int:
         """Its exit status, once it has declared every dataset (or, without ``all_arrived``, none)."""

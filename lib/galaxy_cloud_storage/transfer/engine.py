@@ -8,13 +8,15 @@ carry on; the caller decides what a failure means for the job.
 """
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Optional, Sequence
 
 from ..contracts import GetItem, SendItem
-from ..providers.storage import StorageBackend, StorageError
+from ..providers.integrity import Verified
+from ..providers.storage import StorageBackend, StorageError, Transferred
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +34,24 @@ class ItemResult:
     ok: bool
     size: int
     error: Optional[str] = None
+    seconds: float = 0.0
+    #: how the bytes were verified (their SHA-256 among it); None for a failed object
+    verified: Optional[Verified] = None
+    #: requests and bodies asked again after a transient fault
+    retries: int = 0
 
 
-# One planned task: the object it is about, what failure says it was doing, and the work itself.
-Task = tuple[str, str, Callable[[], int]]
+@dataclass(frozen=True)
+class Task:
+    """One planned object: its key, what failure says it was doing, the work itself, and how many
+    retries its backend counted (for a failed object, whose work returned nothing)."""
+
+    key: str
+    doing: str
+    work: Callable[[], Transferred]
+    retries: Callable[[], int] = lambda: 0
+
+
 OnResult = Optional[Callable[[ItemResult], None]]
 
 
@@ -58,13 +74,20 @@ def send_files(backend: StorageBackend, bucket: str, items: Sequence[SendItem], 
 
 
 def _task(backend: StorageBackend, bucket: str, item) -> Task:
+    retries = partial(backend.take_retries, item.key)
     if isinstance(item, GetItem):
-        return (
+        return Task(
             item.key,
             f"copy '{item.key}' from bucket '{bucket}'",
             partial(backend.download, bucket, item.key, item.path, item.size_hint),
+            retries,
         )
-    return item.key, f"send '{item.key}' to bucket '{bucket}'", partial(backend.upload, item.path, bucket, item.key)
+    return Task(
+        item.key,
+        f"send '{item.key}' to bucket '{bucket}'",
+        partial(backend.upload, item.path, bucket, item.key, item.hashes),
+        retries,
+    )
 
 
 def execute(plan: Sequence[Task], workers: int = DEFAULT_WORKERS, on_result: OnResult = None) -> list[ItemResult]:
@@ -73,15 +96,28 @@ def execute(plan: Sequence[Task], workers: int = DEFAULT_WORKERS, on_result: OnR
         return []
 
     def run(task: Task) -> ItemResult:
-        key, doing, work = task
+        started = time.monotonic()
         try:
-            result = ItemResult(key, True, work())
+            moved = task.work()
+            result = ItemResult(
+                task.key, True, moved.size, None, time.monotonic() - started, moved.verified, moved.retries
+            )
         except StorageError as e:  # already a message for the user
-            result = ItemResult(key, False, 0, f"Could not {doing}: {e}")
+            result = ItemResult(
+                task.key, False, 0, f"Could not {task.doing}: {e}", time.monotonic() - started, None, task.retries()
+            )
         except Exception as e:  # not expected: still one item's failure, not the whole job's
-            log.exception("Unexpected error while trying to %s", doing)
-            result = ItemResult(key, False, 0, f"Could not {doing}: {type(e).__name__}: {e}")
-        log.info("%s: %s", doing, "done" if result.ok else result.error)
+            log.exception("Unexpected error while trying to %s", task.doing)
+            result = ItemResult(
+                task.key,
+                False,
+                0,
+                f"Could not {task.doing}: {type(e).__name__}: {e}",
+                time.monotonic() - started,
+                None,
+                task.retries(),
+            )
+        log.info("%s: %s", task.doing, "done" if result.ok else result.error)
         if on_result is not None:
             on_result(result)
         return result

@@ -25,9 +25,11 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from ..contracts import GetManifest, JOB_CREDENTIALS, JobCredentials, MintingFailure, SendManifest
+from ..providers.integrity import SHA256
 from ..providers.storage import STOPPED, StorageBackend
-from .datatypes import DatatypesStep
+from .datatypes import DatatypesStep, write_galaxy_json
 from .engine import get_objects, ItemResult, send_files
+from .progress import ByteMeter, human_bytes, ProgressReport
 
 
 def credential_copies(path: str) -> list[str]:
@@ -113,10 +115,23 @@ def redeem_ticket(ticket: dict) -> JobCredentials:
     return JOB_CREDENTIALS.validate_python(response.json())
 
 
-def report(results: list[ItemResult], verb: str) -> int:
-    for result in results:
-        if result.ok:
-            print(f"{verb} {result.key} ({result.size} bytes)")
+def summary_line(verb: str, result: ItemResult) -> str:
+    """The job's line for one object as it ends: what a user checks afterwards."""
+    retries = f"{result.retries} {'retry' if result.retries == 1 else 'retries'}"
+    if not result.ok:
+        return f"Failed '{result.key}' after {result.seconds:.1f} s and {retries} (the error is on stderr)"
+    verified = result.verified
+    return (
+        f"{verb} '{result.key}': {_size_text(result.size)} in {result.seconds:.1f} s, "
+        f"SHA-256 {verified.sha256}, {verified.describe()}, {retries}"
+    )
+
+
+def _size_text(size: int) -> str:
+    return f"{size} bytes" if size < 1024 else f"{size} bytes ({human_bytes(size)})"
+
+
+def report_failures(results: list[ItemResult]) -> int:
     failed = [r for r in results if not r.ok]
     for result in failed:
         print(f"Failed: {result.error}", file=sys.stderr)
@@ -125,37 +140,86 @@ def report(results: list[ItemResult], verb: str) -> int:
     return 1 if failed else 0
 
 
+def transfer_with_progress(
+    verb: str, total_bytes: Optional[int], items: list, backend: StorageBackend, move, on_ok=None
+):
+    """``move(on_result=...)`` with the job's progress lines, and a line for each object as it ends."""
+    meter = ByteMeter()
+    backend.count_bytes = meter.add
+    with ProgressReport(len(items), total_bytes, meter) as progress:
+
+        def ended(result: ItemResult) -> None:
+            progress.object_ended()
+            progress.line(summary_line(verb, result))
+            if result.ok and on_ok is not None:
+                on_ok(result)
+
+        results = move(on_result=ended)
+    return results
+
+
+def galaxy_hashes(result: ItemResult) -> list[dict]:
+    """The object's hash as Galaxy keeps it on the dataset (dataset_hashes.py)."""
+    return [{"hash_function": SHA256, "hash_value": result.verified.sha256}]
+
+
 def run_get(backend: StorageBackend, manifest: GetManifest, manifest_path: str) -> int:
-    """Every object, each sniffed as it lands by the datatypes step running beside (DatatypesStep)."""
+    """Every object, each sniffed as it lands by the datatypes step running beside (DatatypesStep)
+    and its SHA-256 declared for its dataset (in galaxy.json: the step's, or this process's)."""
     step = DatatypesStep.start(manifest, manifest_path)
+    outputs = {item.key: item.output for item in manifest.items}
+    hashes = {}
 
     def landed(result: ItemResult) -> None:
-        if step is not None and result.ok:
-            step.arrived(result.key)
+        hashes[outputs[result.key]] = galaxy_hashes(result)
+        if step is not None:
+            step.arrived(result.key, result.verified.sha256)
 
+    sizes = [item.size_hint for item in manifest.items]
+    total = sum(sizes) if None not in sizes else None
     status = 1
     try:
-        status = report(get_objects(backend, manifest.bucket, manifest.items, on_result=landed), "Copied")
+        results = transfer_with_progress(
+            "Copied",
+            total,
+            manifest.items,
+            backend,
+            lambda on_result: get_objects(backend, manifest.bucket, manifest.items, on_result=on_result),
+            landed,
+        )
+        status = report_failures(results)
     finally:
-        sniffed = step.finish(all_arrived=status == 0 and not STOPPED.is_set()) if step is not None else 0
+        all_arrived = status == 0 and not STOPPED.is_set()
+        sniffed = step.finish(all_arrived=all_arrived) if step is not None else 0
+    if step is None and all_arrived:
+        write_galaxy_json({output: {"hashes": found} for output, found in hashes.items() if output})
     return status or sniffed
 
 
 def run_send(backend: StorageBackend, manifest: SendManifest) -> int:
     bucket, items = manifest.bucket, manifest.items
+    refused = []
     if not manifest.overwrite_existing:
         # Names were chosen at request time not to replace anything; one that appeared since is kept.
         found = backend.stat_many(bucket, [item.key for item in items])  # one listing, not a HEAD each
-        appeared = [item.key for item, info in zip(items, found, strict=True) if info is not None]
-        if appeared:
-            results = [
-                ItemResult(key, False, 0, f"object '{key}' appeared in '{bucket}' since the request; not replaced")
-                for key in appeared
-            ]
-            kept = set(appeared)
-            items = [item for item in items if item.key not in kept]
-            return report(results + send_files(backend, bucket, items), "Sent")
-    return report(send_files(backend, bucket, items), "Sent")
+        appeared = {item.key for item, info in zip(items, found, strict=True) if info is not None}
+        refused = [
+            ItemResult(key, False, 0, f"object '{key}' appeared in '{bucket}' since the request; not replaced")
+            for key in appeared
+        ]
+        items = [item for item in items if item.key not in appeared]
+    total = sum(_size(item.path) for item in items)
+    results = transfer_with_progress(
+        "Sent", total, items, backend, lambda on_result: send_files(backend, bucket, items, on_result=on_result)
+    )
+    return report_failures(refused + results)
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0  # its failure says why
 
 
 # The tools' last line of stdout when the job ran to its end, failures included. The tools'
