@@ -25,7 +25,6 @@ from sqlalchemy import create_engine, text
 from galaxy_cloud_storage_testing import localgalaxy
 from galaxy_cloud_storage_testing.postgres import PostgresCluster
 
-SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "config_samples")
 VENV = sys.prefix
 HANDLER_POOL = "job-handlers"
 HANDLER_PROCESSES = 2
@@ -33,11 +32,6 @@ GUNICORN_WORKERS = 2
 # gravity refuses to run as root unless it drives systemd; this is its switch for containers,
 # where root has no systemd (the test runs as root here). Without root it changes nothing.
 GRAVITY_ENV = {"GRAVITY_SKIP_SYSTEMD": "1"}
-
-
-def read_sample(name: str) -> dict:
-    with open(os.path.join(SAMPLES, name)) as fh:
-        return yaml.safe_load(fh) or {}
 
 
 def merged(base: dict, extra: dict) -> dict:
@@ -67,7 +61,9 @@ def gravity_settings(port: int) -> dict:
 
 
 def write_job_conf(directory: str) -> str:
-    job_conf = merged(read_sample("job_conf.yml.sample"), read_sample("job_conf.handlers.yml.sample"))
+    job_conf = merged(
+        localgalaxy.read_sample("job_conf.yml.sample"), localgalaxy.read_sample("job_conf.handlers.yml.sample")
+    )
     path = os.path.join(directory, "job_conf.yml")
     localgalaxy.write_private(path, yaml.safe_dump(job_conf))
     return path
@@ -90,7 +86,7 @@ def write_admin_galaxy_yml(directory: str, plugin_config: dict, database_url: st
         minimal = yaml.safe_load(fh)["galaxy"]
     write_tool_conf(directory)
     write_job_conf(directory)
-    sample = read_sample("galaxy.yml.sample")
+    sample = localgalaxy.read_sample("galaxy.yml.sample")
     galaxy = merged(minimal, sample["galaxy"])  # the sample's relative names resolve in this directory
     galaxy.update(
         {

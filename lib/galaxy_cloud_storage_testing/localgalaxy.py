@@ -42,6 +42,15 @@ def persisted_secret(path: str, make=lambda: secrets.token_hex(16)) -> str:
         return fh.read().strip()
 
 
+SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "config_samples")
+
+
+def read_sample(name: str) -> dict:
+    """One of the admin's samples (config_samples/), as the tests and the demo use them."""
+    with open(os.path.join(SAMPLES, name)) as fh:
+        return yaml.safe_load(fh) or {}
+
+
 def bundled_tools() -> str:
     import galaxy.tools  # imported on use: 10 s, which the storage-server harnesses don't need
 
@@ -54,8 +63,9 @@ def write_galaxy_config(
     """Write galaxy.yml (and the files it names) for a minimal Galaxy in ``directory``; returns its path.
 
     What it holds is what a pip-installed Galaxy needs to start offline on 127.0.0.1: SQLite, the
-    local job runner, the upload tool and the plugin's transfer tools (run with this venv's Python),
-    no container or conda downloads, a database vault.
+    local job runner as the admin's sample routes it (job_conf.yml.sample: running jobs' output
+    shown live), the upload tool and the plugin's transfer tools (run with this venv's Python), no
+    container or conda downloads, a database vault.
     """
     from cryptography.fernet import Fernet
 
@@ -67,6 +77,7 @@ def write_galaxy_config(
         "cloud_storage_tool_conf.xml": tool_conf_xml(),
         "tool_data_table_conf.xml": "<tables/>\n",
         "cloud_storage_conf.yml": yaml.safe_dump(plugin_config),
+        "job_conf.yml": yaml.safe_dump(read_sample("job_conf.yml.sample")),
     }
     for name, text in files.items():
         write_private(os.path.join(directory, name), text)
@@ -88,6 +99,7 @@ def write_galaxy_config(
         "involucro_auto_init": False,
         "fetch_url_allowlist": ["127.0.0.0/8"],
         "cloud_storage_config_file": os.path.join(directory, "cloud_storage_conf.yml"),
+        "job_config_file": os.path.join(directory, "job_conf.yml"),
     }
     if vault:
         key = persisted_secret(os.path.join(directory, "vault_key"), lambda: Fernet.generate_key().decode())

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from galaxy_cloud_storage.jobs import credentials_files
 from galaxy_cloud_storage.mount import init_fast_app
 from galaxy_cloud_storage.tools import tool_conf_xml
+from galaxy_cloud_storage.transfer.progress import INTERVAL_VARIABLE
 from galaxy_cloud_storage_testing import localgalaxy
 from galaxy_cloud_storage_testing.local_clouds import LocalCloud, OidcIdentity, start_cloud
 
@@ -94,6 +95,14 @@ class CloudStorageTestCase(IntegrationTestCase):
             with open(vault_file, "w") as fh:
                 yaml.safe_dump({"type": "database", "encryption_keys": [Fernet.generate_key().decode()]}, fh)
             config["vault_config_file"] = vault_file
+        # Jobs run as the admin's sample routes them: the local runner, running jobs' output shown
+        # live; a progress line every 0.5 s, so that a transfer of seconds shows some.
+        job_conf = localgalaxy.read_sample("job_conf.yml.sample")
+        for environment in job_conf["execution"]["environments"].values():
+            environment.setdefault("env", []).append({"name": INTERVAL_VARIABLE, "value": "0.5"})
+        config["job_config_file"] = os.path.join(workdir, "job_conf.yml")
+        with open(config["job_config_file"], "w") as fh:
+            yaml.safe_dump(job_conf, fh)
         plugin_file = os.path.join(workdir, "cloud_storage_conf.yml")
         with open(plugin_file, "w") as fh:
             yaml.safe_dump(cls.plugin_settings(), fh)

@@ -14,9 +14,11 @@ have their own tests.
 import hashlib
 import json
 import os
+import time
 
 from base import LocalCloudTestCase
 from folder_suite import FolderSuite, MAX_OBJECTS
+from galaxy.model import HistoryDatasetAssociation
 from galaxy_test.base.populators import DatasetPopulator
 
 from galaxy_cloud_storage.providers import cloud
@@ -92,6 +94,41 @@ class CloudTransferSuite(LocalCloudTestCase):
         return self.admin.get_object(self.cloud.bucket, key)
 
     @staticmethod
+    def object_lines(job: dict, verb: str) -> dict:
+        """The job's line for each object (transfer/job.py summary_line), by key."""
+        lines = {}
+        for line in (job.get("tool_stdout") or "").splitlines():
+            if line.startswith(f"{verb} '"):
+                key = line[len(verb) + 2 : line.index("': ")]
+                lines[key] = line
+        return lines
+
+    @staticmethod
+    def sha256_hashes(details: dict) -> list[str]:
+        return [h["hash_value"] for h in details.get("hashes") or [] if h["hash_function"] == "SHA-256"]
+
+    def watch_console_output(self, job_id: str, timeout: float = 600) -> list[str]:
+        """The job's standard output as Galaxy shows it while the job runs (console_output), each
+        time it changed; until the job ends. (Galaxy 26.1 answers 500 to console_output for a job
+        that has no destination yet: asked only once the job runs.)"""
+        seen, deadline = [], time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self._get(f"jobs/{job_id}").json()["state"]
+            if state in ("ok", "error", "failed", "deleted"):
+                return seen
+            if state == "running":
+                response = self._get(
+                    f"jobs/{job_id}/console_output",
+                    data={"stdout_position": 0, "stdout_length": 10**7, "stderr_position": 0, "stderr_length": 0},
+                )
+                assert response.status_code == 200, response.text
+                shown = response.json()
+                if shown["state"] == "running" and shown["stdout"] and (not seen or shown["stdout"] != seen[-1]):
+                    seen.append(shown["stdout"])
+            time.sleep(0.3)
+        raise AssertionError(f"job {job_id} did not end within {timeout} s")
+
+    @staticmethod
     def peak_rss_mib(job: dict) -> float:
         """The transfer process's own report of its peak memory (transfer/job.py)."""
         for line in (job.get("tool_stdout") or job.get("stdout") or "").splitlines():
@@ -124,12 +161,17 @@ class CloudTransferSuite(LocalCloudTestCase):
         job = self.wait_for_job(summaries[0]["job_id"])
         assert job["state"] == "ok", job
         assert job["tool_id"] == "cloud_storage_get"
+        lines = self.object_lines(job, "Copied")
         for summary, (key, body) in zip(summaries, self.keys_and_bytes.items(), strict=True):
             details = self._get(f"datasets/{summary['id']}").json()
             assert details["state"] == "ok", details
             assert details["name"] == key
             assert details["genome_build"] == "hg38"
             assert self.dataset_bytes(summary["id"]) == body, key
+            # Invariant 11: verified against the cloud's checksum, its SHA-256 kept as Galaxy's hash.
+            digest = hashlib.sha256(body).hexdigest()
+            assert self.sha256_hashes(details) == [digest], details["hashes"]
+            assert f"SHA-256 {digest}, verified: " in lines[key], lines[key]
         first = self._get(f"datasets/{summaries[0]['id']}").json()
         assert first["extension"] == "bed"
         assert first["metadata_columns"] == 6
@@ -238,6 +280,30 @@ class CloudTransferSuite(LocalCloudTestCase):
         missing = self.cloud_send(bucket="galaxy-lab-data-missing")
         assert missing.status_code == 404, missing.text
 
+    def test_a_dataset_whose_file_no_longer_matches_its_hash_is_not_sent(self):
+        """Invariant 11: a get keeps each object's SHA-256 on its dataset; a dataset whose file was
+        corrupted on Galaxy's disk since is refused by a send, which names it and both values."""
+        body = b"the bytes Galaxy hashed\n"
+        self.put_object("hashed.txt", body)
+        summaries = self.cloud_get(["hashed.txt"], input_args={"file_type": "txt"}).json()
+        assert self.wait_for_job(summaries[0]["job_id"])["state"] == "ok"
+        with open(self.dataset_file(summaries[0]["id"]), "wb") as fh:
+            fh.write(b"the bytes Galaxy HASHED\n")  # same size, other bytes
+
+        label = json.loads(self.cloud_send(dataset_ids=[summaries[0]["id"]]).json()["sent_dataset_labels"][0])
+        job = self.wait_for_job(label["job_id"])
+        assert job["state"] == "error", job
+        stderr = job.get("tool_stderr") or ""
+        assert f"The dataset sent to '{label['object']}' does not match its Galaxy SHA-256 hash" in stderr, stderr
+        assert hashlib.sha256(body).hexdigest() in stderr and "nothing was sent" in stderr, stderr
+        assert label["object"] not in self.admin.list_keys(self.cloud.bucket)
+
+    def dataset_file(self, dataset_id: str) -> str:
+        session = self._app.model.session
+        session.expire_all()
+        hda = session.get(HistoryDatasetAssociation, self._app.security.decode_id(dataset_id))
+        return hda.dataset.get_file_name()
+
     # -- names -----------------------------------------------------------------------------------
 
     def test_hostile_names_reach_exactly_the_object_named_or_are_refused(self):
@@ -281,29 +347,45 @@ class CloudTransferSuite(LocalCloudTestCase):
 
     # -- both ways, large ------------------------------------------------------------------------
 
-    def test_large_object_each_way_in_bounded_memory(self):
+    def test_large_object_each_way_in_bounded_memory_verified_with_progress_shown_live(self):
         body = os.urandom(LARGE_SIZE)
         digest = hashlib.sha256(body).hexdigest()
         self.put_object("large/in.bin", body)
         del body
-        summaries = self.cloud_get(["large/in.bin"], input_args={"file_type": "data"}).json()
-        job = self.wait_for_job(summaries[0]["job_id"], timeout=600)
+        self.put_object("large/small first.txt", b"a small object, which ends first\n")
+        summaries = self.cloud_get(["large/small first.txt", "large/in.bin"], input_args={"file_type": "data"}).json()
+        # Galaxy shows the running job's output (job_conf.yml.sample: live_tool_output_reporting):
+        # it grows, with a line as each object ends and progress lines, before the job ends.
+        shown = self.watch_console_output(summaries[1]["job_id"])
+        job = self.wait_for_job(summaries[1]["job_id"], timeout=600)
         assert job["state"] == "ok", job
+        assert len(shown) >= 2 and shown[-1].startswith(shown[0]), shown
+        assert any("Progress: " in text and " of 2 objects" in text for text in shown), shown
+        assert any("Copied 'large/small first.txt'" in text for text in shown), shown
         assert self.peak_rss_mib(job) <= PEAK_RSS_LIMIT_MIB, job["tool_stdout"]
-        details = self._get(f"datasets/{summaries[0]['id']}").json()
+        details = self._get(f"datasets/{summaries[1]['id']}").json()
         assert details["file_size"] == LARGE_SIZE
-        assert hashlib.sha256(self.dataset_bytes(summaries[0]["id"])).hexdigest() == digest
+        assert hashlib.sha256(self.dataset_bytes(summaries[1]["id"])).hexdigest() == digest
+        assert self.sha256_hashes(details) == [digest]
+        assert f"SHA-256 {digest}, " in self.object_lines(job, "Copied")["large/in.bin"]
 
-        self._put(f"histories/{self.history_id}/contents/{summaries[0]['id']}", {"name": "large out.bin"}, json=True)
-        body = self.cloud_send(dataset_ids=[summaries[0]["id"]]).json()
+        self._put(f"histories/{self.history_id}/contents/{summaries[1]['id']}", {"name": "large out.bin"}, json=True)
+        body = self.cloud_send(dataset_ids=[summaries[1]["id"]]).json()
         label = json.loads(body["sent_dataset_labels"][0])
         assert label["object"] == "large_out.bin"
         job = self.wait_for_job(label["job_id"], timeout=600)
-        assert job["state"] == "ok", job
+        assert job["state"] == "ok", (job.get("tool_stdout"), job.get("tool_stderr"))
         assert self.peak_rss_mib(job) <= PEAK_RSS_LIMIT_MIB, job["tool_stdout"]
         assert hashlib.sha256(self.read_object("large_out.bin")).hexdigest() == digest
+        # Checked against the dataset's Galaxy hash as it was read, and against what the cloud stored.
+        sent = self.object_lines(job, "Sent")["large_out.bin"]
+        assert f"SHA-256 {digest}, verified: " in sent, sent
         # Multipart pieces (parts, blocks, segments) never show in the user's listing.
-        assert self.admin.list_keys(self.cloud.bucket, "large") == ["large/in.bin", "large_out.bin"]
+        assert self.admin.list_keys(self.cloud.bucket, "large") == [
+            "large/in.bin",
+            "large/small first.txt",
+            "large_out.bin",
+        ]
 
     # -- credentials -------------------------------------------------------------------------------
 
