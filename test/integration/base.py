@@ -5,6 +5,7 @@ import shutil
 import tempfile
 import time
 from typing import Optional
+from urllib.parse import urlsplit
 
 import galaxy.tools
 import yaml
@@ -18,6 +19,7 @@ from galaxy_cloud_storage.mount import init_fast_app
 from galaxy_cloud_storage.tools import tool_conf_xml
 from galaxy_cloud_storage.transfer.progress import INTERVAL_VARIABLE
 from galaxy_cloud_storage_testing import localgalaxy
+from galaxy_cloud_storage_testing.fault_proxy import FaultProxy
 from galaxy_cloud_storage_testing.local_clouds import LocalCloud, OidcIdentity, start_cloud
 
 HERE = os.path.dirname(__file__)
@@ -190,6 +192,16 @@ class CloudStorageTestCase(IntegrationTestCase):
         return len(self._get("jobs", data={"limit": 1000}).json())
 
 
+#: The setting that names each cloud's storage endpoint (Swift's: its v1 auth, whose answer names
+#: the storage URL by the address it was asked at).
+STORAGE_ENDPOINT_SETTINGS = {
+    "aws": "s3_endpoint_url",
+    "azure": "blob_endpoint",
+    "gcp": "storage_endpoint",
+    "openstack": "v1_auth_url",
+}
+
+
 class LocalCloudTestCase(CloudStorageTestCase):
     """Galaxy with the plugin and ``provider``'s local cloud (galaxy_cloud_storage_testing/local_clouds.py), started
     before Galaxy (whose config names its endpoints) and stopped after it."""
@@ -198,6 +210,10 @@ class LocalCloudTestCase(CloudStorageTestCase):
     #: more for local_clouds.start_cloud (e.g. Swift behind Keystone: {"keystone": True})
     cloud_options: dict = {}
     cloud: LocalCloud
+    #: whether Galaxy reaches the storage server through a relay that tests can make fail
+    #: (``fault_proxy``, passing everything through until a test adds a fault)
+    through_fault_proxy: bool = False
+    fault_proxy: Optional[FaultProxy] = None
 
     @classmethod
     def cloud_identity(cls) -> Optional[OidcIdentity]:
@@ -209,6 +225,9 @@ class LocalCloudTestCase(CloudStorageTestCase):
         cls.cloud_dir = tempfile.mkdtemp(prefix=f"gcs-{cls.provider}-")
         cls.cloud = start_cloud(cls.provider, cls.cloud_dir, cls.cloud_identity(), **cls.cloud_options)
         try:
+            if cls.through_fault_proxy:
+                cls.fault_proxy = relay_storage(cls.cloud)
+                cls.cloud.stoppers.append(cls.fault_proxy.close)
             super().setUpClass()
         except BaseException:
             cls.cloud.stop()
@@ -225,3 +244,19 @@ class LocalCloudTestCase(CloudStorageTestCase):
     @classmethod
     def plugin_settings(cls) -> dict:
         return {"providers": {cls.provider: cls.cloud.settings}}
+
+    def tearDown(self):
+        if self.fault_proxy is not None:
+            self.fault_proxy.clear()  # the next test finds a plain relay
+        super().tearDown()
+
+
+def relay_storage(cloud: LocalCloud) -> FaultProxy:
+    """A fault_proxy.FaultProxy in front of ``cloud``'s storage server, named in its settings in
+    the server's place (with TLS where the server has it: Azurite, for bearer tokens)."""
+    setting = STORAGE_ENDPOINT_SETTINGS[cloud.provider]
+    url = cloud.settings[setting]
+    port = urlsplit(url.replace("{account}", "account")).port
+    proxy = FaultProxy(port, tls=getattr(cloud.admin, "https", None) if url.startswith("https:") else None)
+    cloud.settings = {**cloud.settings, setting: url.replace(f"127.0.0.1:{port}", f"127.0.0.1:{proxy.port}")}
+    return proxy

@@ -14,6 +14,7 @@ have their own tests.
 import hashlib
 import json
 import os
+import re
 import time
 
 from base import LocalCloudTestCase
@@ -22,6 +23,7 @@ from galaxy.model import HistoryDatasetAssociation
 from galaxy_test.base.populators import DatasetPopulator
 
 from galaxy_cloud_storage.providers import cloud
+from galaxy_cloud_storage_testing.fault_proxy import ResetMidBody, Status
 
 MiB = 1024 * 1024
 COMMON_KEYS_AND_BYTES = {
@@ -401,23 +403,80 @@ class CloudTransferSuite(LocalCloudTestCase):
             assert hashlib.sha256(secret.encode()).hexdigest() not in json.dumps(as_admin)
 
 
-class TestAwsTransfers(FolderSuite, CloudTransferSuite):
+class WireFaultSuite:
+    """Faults between Galaxy's jobs and the cloud's server, injected by the relay in front of it
+    (base.relay_storage); a mixin of ``CloudTransferSuite``. Not for Swift behind Keystone, whose
+    catalog names Swift's own address."""
+
+    through_fault_proxy = True
+    #: what the job's reads of the objects ``faults/<name>`` look like (not the request's checks:
+    #: listings, HEADs, GCS's metadata GETs)
+    object_reads = {
+        "aws": r"/faults/{}$",
+        "azure": r"/faults/{}(\?|$)",
+        "gcp": r"faults%2F{}\?.*alt=media",
+        "openstack": r"/faults/{}$",
+    }
+
+    def reads_of(self, name: str) -> str:
+        return self.object_reads[self.provider].format(re.escape(name))
+
+    def test_transient_faults_end_ok_with_the_same_bytes_and_a_permanent_one_fails_naming_the_object(self):
+        """Through the relay in front of the cloud's server (base.relay_storage): 503s and a body
+        broken mid-way are retried by the job, whose datasets end ok with the same bytes and hashes
+        and whose lines count the retries; a 403 to the job's reads fails it at once, naming the
+        object, with no ok dataset."""
+        body = os.urandom(3 * MiB)
+        self.put_object("faults/flaky.bin", body)
+        self.fault_proxy.add(Status(503, method="GET", path=self.reads_of("flaky.bin"), every=2, times=2))
+        self.fault_proxy.add(ResetMidBody(after_bytes=100_000, method="GET", path=self.reads_of("flaky.bin"), times=1))
+        summaries = self.cloud_get(["faults/flaky.bin"], input_args={"file_type": "data"}).json()
+        job = self.wait_for_job(summaries[0]["job_id"])
+        assert job["state"] == "ok", (job.get("tool_stdout"), job.get("tool_stderr"))
+        digest = hashlib.sha256(body).hexdigest()
+        assert self.dataset_bytes(summaries[0]["id"]) == body
+        assert self.sha256_hashes(self._get(f"datasets/{summaries[0]['id']}").json()) == [digest]
+        line = self.object_lines(job, "Copied")["faults/flaky.bin"]
+        retries = int(line.rsplit(", ", 1)[1].split()[0])
+        assert f"SHA-256 {digest}, verified: " in line and retries >= 2, line
+
+        self.fault_proxy.clear()
+        self.fault_proxy.add(Status(503, method="PUT", every=2, times=2))
+        self.fault_proxy.add(Status(503, method="POST", every=2, times=2))
+        label = json.loads(self.cloud_send(dataset_ids=[summaries[0]["id"]]).json()["sent_dataset_labels"][0])
+        job = self.wait_for_job(label["job_id"])
+        assert job["state"] == "ok", (job.get("tool_stdout"), job.get("tool_stderr"))
+        assert self.read_object(label["object"]) == body
+        assert f"SHA-256 {digest}, verified: " in self.object_lines(job, "Sent")[label["object"]]
+
+        self.fault_proxy.clear()
+        self.put_object("faults/refused.bin", b"the job may not read this\n")
+        refused = self.fault_proxy.add(Status(403, method="GET", path=self.reads_of("refused.bin")))
+        summaries = self.cloud_get(["faults/refused.bin"], input_args={"file_type": "txt"}).json()
+        job = self.wait_for_job(summaries[0]["job_id"])
+        assert job["state"] == "error", job
+        assert "'faults/refused.bin'" in job.get("tool_stderr", "") and "denied" in job["tool_stderr"], job
+        assert refused.injected == 1  # never asked again
+        assert self._get(f"datasets/{summaries[0]['id']}").json()["state"] == "error"
+
+
+class TestAwsTransfers(WireFaultSuite, FolderSuite, CloudTransferSuite):
     provider = "aws"
     authz_lists_buckets = False
     keys_and_bytes = {**COMMON_KEYS_AND_BYTES, **PATH_ESCAPING_KEYS_AND_BYTES}
 
 
-class TestAzureTransfers(FolderSuite, CloudTransferSuite):
+class TestAzureTransfers(WireFaultSuite, FolderSuite, CloudTransferSuite):
     provider = "azure"
 
 
-class TestGcsTransfers(FolderSuite, CloudTransferSuite):
+class TestGcsTransfers(WireFaultSuite, FolderSuite, CloudTransferSuite):
     provider = "gcp"
     authz_lists_buckets = False  # the test's service account has roles on its bucket, none on the project
     keys_and_bytes = {**COMMON_KEYS_AND_BYTES, **PATH_ESCAPING_KEYS_AND_BYTES}
 
 
-class TestSwiftTransfers(FolderSuite, CloudTransferSuite):
+class TestSwiftTransfers(WireFaultSuite, FolderSuite, CloudTransferSuite):
     provider = "openstack"
 
 
