@@ -4,9 +4,9 @@ The emulators (moto, Azurite, fake-gcs-server, Swift's proxy) never throttle, dr
 middle of a body, hang, or flip a bit; the clouds do all of these now and then, and the plugin's retries,
 timeouts and checksums exist for them. Put between the client and the emulator, this relay makes them
 happen on demand, to the requests a test picks, while the emulator keeps its state for the test to ask.
-tcp_relay.TcpRelay only sees bytes, so all it can do is kill every connection at once; this one parses
-HTTP on both sides (h11) so it knows where each request and response starts and ends on a keep-alive
-connection, and can fail one of them.
+A relay of bytes alone could only kill every connection at once (the plain TCP relay this one
+replaced); this one parses HTTP on both sides (h11) so it knows where each request and response
+starts and ends on a keep-alive connection, and can fail one of them.
 
     proxy = FaultProxy(moto_port)
     proxy.add(Status(503, body=s3_error("SlowDown"), content_type="application/xml", every=2))
@@ -47,7 +47,7 @@ Throughput (bench: 256 MiB GET from an http.server that writes 1 MiB pieces, rea
 and the machine's 2 cores; best of 3, repeated 10 times): direct 0.07-0.10 s (2.5-3.5 GiB/s), through
 the relay 0.15-0.20 s (1.3-1.7 GiB/s), 1.3 to 2.4 times as long, 1.8 typically. The same with the
 server in a process of its own (as the emulators are): 1.7 to 2.7 times. For comparison, with the
-bodies through h11: 0.5-0.6 s, 6-7 times; tcp_relay.TcpRelay (64 KiB recv): 0.27-0.30 s, 3 times.
+bodies through h11: 0.5-0.6 s, 6-7 times; a plain TCP relay (64 KiB recv): 0.27-0.30 s, 3 times.
 Over HTTPS (the same, the server wrapped in ssl; TLS 1.3 direct, 1.2 from the relay; AES-256-GCM), where
 the relay decrypts and encrypts again: direct 0.45-0.55 s, through the relay 1.0-1.2 s, 2.0 to 2.4 times
 (1.2-1.4 s, a fifth more, with one record per piece).

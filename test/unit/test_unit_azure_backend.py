@@ -23,7 +23,7 @@ from galaxy_cloud_storage.providers.storage import (
     ObjectNotFound,
     StorageError,
 )
-from galaxy_cloud_storage_testing.tcp_relay import TcpRelay
+from galaxy_cloud_storage_testing.fault_proxy import FaultProxy
 
 pytest_plugins = ["azure_fixtures"]  # Azurite, the Entra endpoint and the issuer, as fixtures
 
@@ -99,7 +99,7 @@ def test_failed_upload_leaves_no_blob(azurite_http, container, tmp_path):
     with open(source, "wb") as fh:
         for _ in range(64):
             fh.write(os.urandom(MiB))
-    relay = TcpRelay(azurite_http.port)
+    relay = FaultProxy(azurite_http.port)
     relayed = f"http://127.0.0.1:{relay.port}/{{account}}"
     settings = AzureSettings(
         **{**azurite_http.plugin_settings(), "blob_endpoint": relayed, "block_size": 256 * 1024, "retries": 0}

@@ -14,7 +14,7 @@ import pytest
 from file_bytes import file_sha256, sha256, write
 
 from galaxy_cloud_storage.providers.integrity import MD5, SHA256
-from galaxy_cloud_storage.providers.storage import IntegrityError, StorageError
+from galaxy_cloud_storage.providers.storage import AccessDenied, IntegrityError, StorageError
 
 pytest_plugins = ["azure_fixtures", "swift_fixtures", "backend_cases"]
 
@@ -162,3 +162,19 @@ def test_bytes_that_differ_from_the_clouds_checksum_fail_naming_expected_and_com
     assert f"Object 'flipped.bin' in {case.noun} '{case.bucket}' does not match its" in message, message
     assert "expected" in message and "computed" in message and "nothing of it was kept" in message
     assert os.listdir(tmp_path) == []
+
+
+def test_a_send_into_a_bucket_it_may_not_read_back_is_not_failed(case, tmp_path, monkeypatch):
+    """A drop box: credentials that may write an object but not read it. The cloud checked the
+    declared checksum on receipt; the send says it could not compare, and succeeds."""
+    storage = case.storage()
+    data = os.urandom(1000)
+
+    def may_not_read(bucket, key):
+        raise AccessDenied(f"Access to object '{key}' denied")
+
+    monkeypatch.setattr(storage, "_stored_checksums", may_not_read)
+    sent = storage.upload(write(tmp_path / "source", data), case.bucket, "dropped.bin")
+    assert sent.verified.sha256 == sha256(data) and sent.verified.matched == ()
+    assert "may not read it back" in sent.verified.describe()
+    assert case.admin.get(case.bucket, "dropped.bin") == data

@@ -331,9 +331,16 @@ class StorageBackend(abc.ABC):
             raise IntegrityError(f"{e}: its file is not what Galaxy recorded; nothing was sent") from None
         try:
             self._upload(path, size, bucket, key, digests)
-            stored = self._stored_checksums(bucket, key)
         except Exception as e:
             self._raise(e, "upload", bucket, key)
+        try:
+            stored = self._stored_checksums(bucket, key)
+        except Exception as e:
+            try:
+                self._raise(e, "read back", bucket, key)
+            except AccessDenied:  # a bucket one may write to, not read from (a drop box)
+                unread = "the cloud checked it on receipt; these credentials may not read it back to compare"
+                return Transferred(size, Verified(digests.sha256, (), unread), self.take_retries(key))
         # The upload's own metadata proves nothing about what was stored: the cloud's checksums do.
         stored = dataclasses.replace(
             stored, checksums=tuple(c for c in stored.checksums if c.algorithm in digests and not c.from_metadata)
@@ -362,9 +369,7 @@ class StorageBackend(abc.ABC):
                     if checksums.size is not None and checksums.size != digests.size:
                         raise BrokenBody(f"got {digests.size} of {checksums.size} bytes")
                     return checksums, digests
-            except Exception as e:
-                if not self._broke_mid_body(e):
-                    raise
+            except BrokenBody:
                 self._count_retry(key)
         checksums = self._head(bucket, key).cheapest()
         digests = Digests(checksums.algorithms, checksums.segments)
@@ -439,6 +444,8 @@ class StorageBackend(abc.ABC):
         def counted(data: bytes) -> None:
             nonlocal position
             check_not_stopped()
+            if position + len(data) > end + 1:  # a server that sent more than the range asked for
+                raise StorageError(f"got more than bytes {start}-{end} of object '{key}' in {self.noun} '{bucket}'")
             write(data)
             position += len(data)
 
@@ -448,26 +455,19 @@ class StorageBackend(abc.ABC):
                 if position <= end:
                     raise BrokenBody(f"the body ended at byte {position} of {end + 1}")
                 return
-            except Exception as e:
-                if attempt >= BODY_RETRIES or not self._broke_mid_body(e):
+            except BrokenBody:
+                if attempt >= BODY_RETRIES:
                     raise
             attempt += 1
             self._count_retry(key)
             time.sleep(min(BODY_BACKOFF_MAX, BODY_BACKOFF * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
-
-    @staticmethod
-    def _broke_mid_body(error: Exception) -> bool:
-        return isinstance(error, BrokenBody)
 
     def _verified(self, bucket: str, key: str, checksums: ObjectChecksums, digests: Digests) -> Verified:
         what = f"Object '{key}' in {self.noun} '{bucket}'"
         try:
             return verify(what, checksums, digests)
         except ChecksumMismatch as e:
-            raise IntegrityError(
-                f"{e}: the bytes received are not the object's; nothing of it was kept (was it replaced "
-                "while being copied?)"
-            ) from None
+            raise IntegrityError(f"{e}: the bytes received are not the object's; nothing of it was kept") from None
 
     # -- retries ------------------------------------------------------------------------------
 
@@ -651,7 +651,8 @@ def pump(
 
 
 def _stoppable_open(path: str, mode: str):
-    from .cancellation import open_for_sending
+    """A file hashed for sending, as ``open``: its reads stop when the job is stopped."""
+    from .cancellation import open_for_sending  # (cancellation imports this module)
 
     return open_for_sending(path)
 

@@ -158,7 +158,7 @@ def transfer_with_progress(
     return results
 
 
-def galaxy_hashes(result: ItemResult) -> list[dict]:
+def dataset_hash_entries(result: ItemResult) -> list[dict]:
     """The object's hash as Galaxy keeps it on the dataset (dataset_hashes.py)."""
     return [{"hash_function": SHA256, "hash_value": result.verified.sha256}]
 
@@ -171,7 +171,7 @@ def run_get(backend: StorageBackend, manifest: GetManifest, manifest_path: str) 
     hashes = {}
 
     def landed(result: ItemResult) -> None:
-        hashes[outputs[result.key]] = galaxy_hashes(result)
+        hashes[outputs[result.key]] = dataset_hash_entries(result)
         if step is not None:
             step.arrived(result.key, result.verified.sha256)
 
@@ -204,8 +204,11 @@ def run_send(backend: StorageBackend, manifest: SendManifest) -> int:
         found = backend.stat_many(bucket, [item.key for item in items])  # one listing, not a HEAD each
         appeared = {item.key for item, info in zip(items, found, strict=True) if info is not None}
         refused = [
-            ItemResult(key, False, 0, f"object '{key}' appeared in '{bucket}' since the request; not replaced")
-            for key in appeared
+            ItemResult(
+                item.key, False, 0, f"object '{item.key}' appeared in '{bucket}' since the request; not replaced"
+            )
+            for item in items
+            if item.key in appeared
         ]
         items = [item for item in items if item.key not in appeared]
     total = sum(_size(item.path) for item in items)
