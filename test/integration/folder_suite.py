@@ -2,6 +2,7 @@
 each cloud's class in test_cloud_transfers.py runs (a mixin of ``CloudTransferSuite``, sharing its
 Galaxy and its cloud's server)."""
 
+import hashlib
 import json
 
 BIG_FOLDER = "big/"
@@ -192,6 +193,11 @@ class FolderSuite:
             "a.bed": files["run/a.bed"],
             "sub%2Fb.bed": files["run/sub/b.bed"],
         }
+        # Every object of a folder is verified, and its SHA-256 kept on its dataset (invariant 11).
+        for summary in summaries:
+            hashes = self._get(f"datasets/{summary['id']}").json()["hashes"]
+            digest = hashlib.sha256(files[summary["name"]]).hexdigest()
+            assert [(h["hash_function"], h["hash_value"]) for h in hashes] == [("SHA-256", digest)], hashes
         # Without a collection: plain datasets, no collection_id in the seed's shape.
         plain = self.cloud_get(None, prefix="run/sub/").json()
         assert [s["name"] for s in plain] == ["run/sub/b.bed"] and "collection_id" not in plain[0]

@@ -282,24 +282,6 @@ class CloudTransferSuite(LocalCloudTestCase):
         missing = self.cloud_send(bucket="galaxy-lab-data-missing")
         assert missing.status_code == 404, missing.text
 
-    def test_a_dataset_whose_file_no_longer_matches_its_hash_is_not_sent(self):
-        """Invariant 11: a get keeps each object's SHA-256 on its dataset; a dataset whose file was
-        corrupted on Galaxy's disk since is refused by a send, which names it and both values."""
-        body = b"the bytes Galaxy hashed\n"
-        self.put_object("hashed.txt", body)
-        summaries = self.cloud_get(["hashed.txt"], input_args={"file_type": "txt"}).json()
-        assert self.wait_for_job(summaries[0]["job_id"])["state"] == "ok"
-        with open(self.dataset_file(summaries[0]["id"]), "wb") as fh:
-            fh.write(b"the bytes Galaxy HASHED\n")  # same size, other bytes
-
-        label = json.loads(self.cloud_send(dataset_ids=[summaries[0]["id"]]).json()["sent_dataset_labels"][0])
-        job = self.wait_for_job(label["job_id"])
-        assert job["state"] == "error", job
-        stderr = job.get("tool_stderr") or ""
-        assert f"The dataset sent to '{label['object']}' does not match its Galaxy SHA-256 hash" in stderr, stderr
-        assert hashlib.sha256(body).hexdigest() in stderr and "nothing was sent" in stderr, stderr
-        assert label["object"] not in self.admin.list_keys(self.cloud.bucket)
-
     def dataset_file(self, dataset_id: str) -> str:
         session = self._app.model.session
         session.expire_all()
@@ -382,6 +364,21 @@ class CloudTransferSuite(LocalCloudTestCase):
         # Checked against the dataset's Galaxy hash as it was read, and against what the cloud stored.
         sent = self.object_lines(job, "Sent")["large_out.bin"]
         assert f"SHA-256 {digest}, verified: " in sent, sent
+
+        # A byte of the dataset's file changed on Galaxy's disk since: a send refuses it, naming it
+        # and both values, and sends nothing (invariant 11).
+        with open(self.dataset_file(summaries[1]["id"]), "r+b") as fh:
+            fh.seek(LARGE_SIZE // 2)
+            flipped = bytes([fh.read(1)[0] ^ 0x01])
+            fh.seek(LARGE_SIZE // 2)
+            fh.write(flipped)
+        label = json.loads(self.cloud_send(dataset_ids=[summaries[1]["id"]]).json()["sent_dataset_labels"][0])
+        job = self.wait_for_job(label["job_id"], timeout=600)
+        assert job["state"] == "error", job
+        stderr = job.get("tool_stderr") or ""
+        assert f"The dataset sent to '{label['object']}' does not match its Galaxy SHA-256 hash" in stderr, stderr
+        assert f"expected SHA-256 {digest}" in stderr and "nothing was sent" in stderr, stderr
+        assert label["object"] not in self.admin.list_keys(self.cloud.bucket)
         # Multipart pieces (parts, blocks, segments) never show in the user's listing.
         assert self.admin.list_keys(self.cloud.bucket, "large") == [
             "large/in.bin",
