@@ -13,6 +13,8 @@ The algorithms' names are Galaxy's where Galaxy has them (``MD5``, ``SHA-1``, ``
 import base64
 import dataclasses
 import hashlib
+import queue
+import threading
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence
@@ -121,12 +123,60 @@ def _hasher(algorithm: str, segments: Optional[Sequence[int]]):
     raise ValueError(f"unknown checksum algorithm {algorithm!r}")
 
 
-class Digests:
-    """The checksums of one stream of bytes, fed in order; SHA-256 always among them. hashlib
-    releases the GIL for large buffers, so the transfer's other threads go on meanwhile."""
+class _HashingThread:
+    """A hasher fed through a short queue by a thread of its own: hashlib releases the GIL on large
+    buffers, so the hashes of one stream run side by side, beside the threads that read it."""
 
-    def __init__(self, algorithms: Iterable[str] = (), segments: Optional[Sequence[int]] = None) -> None:
-        self._hashers = {name: _hasher(name, segments) for name in dict.fromkeys([SHA256, *algorithms])}
+    def __init__(self, hasher) -> None:
+        self.hasher = hasher
+        self.queue: "queue.Queue" = queue.Queue(maxsize=8)
+        self.error: Optional[BaseException] = None
+        self.thread = threading.Thread(target=self._run, name="cloud-hash", daemon=True)
+        self.thread.start()
+        self.finished = False
+
+    def _run(self) -> None:
+        while (data := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.hasher.update(data)
+                except BaseException as e:  # said when the digest is asked for
+                    self.error = e
+
+    def update(self, data) -> None:
+        self.queue.put(data)
+
+    def finish(self) -> None:
+        if not self.finished:
+            self.finished = True
+            self.queue.put(None)
+            self.thread.join()
+
+    def digest(self) -> bytes:
+        self.finish()
+        if self.error is not None:
+            raise self.error
+        return self.hasher.digest()
+
+    @property
+    def hexes(self) -> list[str]:
+        self.finish()
+        return self.hasher.hexes
+
+
+class Digests:
+    """The checksums of one stream of bytes, fed in order; SHA-256 always among them. With
+    ``threaded``, each is computed by a thread of its own (for a large object with two or more: on
+    Azure and Swift, MD5 and SHA-256, 0.6 and 1.4 GiB/s here, side by side); ``close`` ends them.
+    What ``update`` is given must not change afterwards."""
+
+    def __init__(
+        self, algorithms: Iterable[str] = (), segments: Optional[Sequence[int]] = None, threaded: bool = False
+    ) -> None:
+        names = dict.fromkeys([SHA256, *algorithms])
+        self._hashers = {name: _hasher(name, segments) for name in names}
+        if threaded and len(names) > 1:
+            self._hashers = {name: _HashingThread(hasher) for name, hasher in self._hashers.items()}
         self.size = 0
 
     def update(self, data) -> None:
@@ -151,14 +201,24 @@ class Digests:
         """The hex MD5 of each segment (made with ``segments``, once it has seen the whole file)."""
         return list(self._hashers[SEGMENTS_MD5].hexes)
 
+    def close(self) -> None:
+        """End the hashing threads (a download that failed: nobody will ask for the digests)."""
+        for hasher in self._hashers.values():
+            if isinstance(hasher, _HashingThread):
+                hasher.finish()
+
 
 def digest_file(path: str, algorithms: Iterable[str] = (), segments: Optional[Sequence[int]] = None,
                 block: int = 1024 * 1024, reader=None) -> Digests:  # fmt: skip
-    """The checksums of a file, read once in blocks (``reader``: how to open it)."""
-    digests = Digests(algorithms, segments)
-    with (reader or open)(path, "rb") as fh:
-        while data := fh.read(block):
-            digests.update(data)
+    """The checksums of a file, read once in blocks (``reader``: how to open it), side by side."""
+    digests = Digests(algorithms, segments, threaded=True)
+    try:
+        with (reader or open)(path, "rb") as fh:
+            while data := fh.read(block):
+                digests.update(data)
+    except BaseException:
+        digests.close()
+        raise
     return digests
 
 

@@ -372,9 +372,13 @@ class StorageBackend(abc.ABC):
             except BrokenBody:
                 self._count_retry(key)
         checksums = self._head(bucket, key).cheapest()
-        digests = Digests(checksums.algorithms, checksums.segments)
-        with open(partial, "wb") as fh:
-            self._read_ranges(bucket, key, checksums, _Writer(fh, digests, self.count_bytes))
+        digests = Digests(checksums.algorithms, checksums.segments, threaded=True)
+        try:
+            with open(partial, "wb") as fh:
+                self._read_ranges(bucket, key, checksums, _Writer(fh, digests, self.count_bytes))
+        except BaseException:
+            digests.close()
+            raise
         return checksums, digests
 
     def _read_ranges(self, bucket: str, key: str, checksums: ObjectChecksums, writer: "_Writer") -> None:
@@ -406,6 +410,9 @@ class StorageBackend(abc.ABC):
                 nonlocal pending
                 if failed.is_set():
                     raise TransferStopped("another range of this object failed")
+                if not pending and len(data) >= WRITE_BLOCK:
+                    queues[index].put(data)  # large enough as it comes: no copy
+                    return
                 pending += data
                 if len(pending) >= WRITE_BLOCK:
                     queues[index].put(pending)
