@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Callable, Iterator, Optional
 
 import requests
+import urllib3.exceptions
 from google.api_core import exceptions as api_exceptions
 from google.api_core.exceptions import RetryError
 from google.api_core.retry import Retry
@@ -44,6 +45,7 @@ from ..storage import (
     ListedObject,
     ListingPage,
     ObjectInfo,
+    pump,
     StorageBackend,
     StorageError,
 )
@@ -59,6 +61,9 @@ log = logging.getLogger(__name__)
 # the admin's retry_timeout per request: an unreachable endpoint fails after about that long.
 CONCURRENCY = 4
 REQUEST_TIMEOUT = (10, 30)  # (connect, read) seconds for each HTTP request
+RANGE_CHUNK = 1024 * 1024  # read size of a ranged read's body
+# What a body that broke mid-way raises through requests and urllib3.
+BROKEN_BODY_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
 RETRY_INITIAL = 1.0
 RETRY_MAXIMUM = 16.0
 
@@ -180,22 +185,33 @@ class GcsStorage(StorageBackend):
     def _read_range(
         self, bucket: str, key: str, checksums: ObjectChecksums, start: int, end: int, write: Callable[[bytes], None]
     ) -> None:
-        # The generation measured, by its URL (?generation=) and its precondition: a replaced object
-        # is a 404 or a 412, never mixed in (fake-gcs-server honours only the first).
-        blob = self.client.bucket(bucket).blob(key, generation=checksums.version)
+        """One GET of the JSON API's media URL through the backend's authorized session, with the
+        library's own retry of the request, its body read 1 MiB at a time. Not the library's
+        download, which reads a body 8 KiB at a time (its _media module's constant): 512 MiB in 16
+        MiB ranges took 1.9-2.6 s of CPU through it and 0.9-1.2 s this way, on fake-gcs-server here,
+        where the CPU, not the network, sets the pace. The generation measured is in the URL and
+        its precondition: a replaced object is a 404 or a 412, never mixed in (fake-gcs-server
+        honours only the first). The stored bytes, as S3 gives them (Accept-Encoding: gzip)."""
+        url = f"{self.endpoint_url}/download/storage/v1{self.client.bucket(bucket).blob(key).path}"
+        params = {"alt": "media", "generation": checksums.version, "ifGenerationMatch": checksums.version}
+        headers = {"Range": f"bytes={start}-{end}", "Accept-Encoding": "gzip"}
+
+        def request() -> requests.Response:
+            response = self.session.get(url, params=params, headers=headers, stream=True, timeout=REQUEST_TIMEOUT)
+            if response.status_code >= 400:
+                error = api_exceptions.from_http_response(response)
+                response.close()
+                raise error
+            return response
+
         try:
-            blob.download_to_file(
-                _Sink(write),
-                start=start,
-                end=end,
-                raw_download=True,
-                checksum=None,
-                if_generation_match=checksums.version,
-                retry=self._retry_for(key),
-                timeout=REQUEST_TIMEOUT,
-            )
+            response = self._retry_for(key)(request)()
         except api_exceptions.NotFound:
             raise api_exceptions.PreconditionFailed(f"generation {checksums.version} of {key} is gone") from None
+        try:
+            pump(response.raw.stream(RANGE_CHUNK, decode_content=False), write, broken=BROKEN_BODY_ERRORS)
+        finally:
+            response.close()
 
     # -- uploads ---------------------------------------------------------------------------------
 
