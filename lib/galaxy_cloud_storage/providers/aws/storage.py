@@ -363,7 +363,7 @@ class AwsStorage(StorageBackend):
                 return self._missing_bucket(bucket)
             if _status(error) == 404 or code == "NoSuchKey":
                 return self._missing_object(bucket, key)
-            if _status(error) == 403 or code in DENIED_CODES:
+            if _status(error) in (401, 403) or code in DENIED_CODES:
                 # A HEAD's error has no body: its code is only the HTTP status.
                 reason = code if code and not code.isdigit() else f"HTTP {_status(error)}"
                 return AccessDenied(
