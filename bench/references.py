@@ -487,7 +487,7 @@ class SwiftServiceReference(Reference):
     def download_all(self, pairs):
         # One call for the workload (the service runs object_dd_threads of them at a time), the
         # keys' folder taken off their names so that each lands at its path. No MD5 of what was
-        # read (checksum off): the plugin's download does not compute one either.
+        # read (checksum off): the SDK's own download, as fast as it goes.
         folders = {(os.path.dirname(key), os.path.dirname(path)) for key, path in pairs}
         names_match = all(os.path.basename(key) == os.path.basename(path) for key, path in pairs)
         if len(folders) != 1 or not names_match:
