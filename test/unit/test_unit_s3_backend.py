@@ -239,3 +239,29 @@ def test_stat_many_answers_from_one_listing_and_falls_back_to_heads(moto_s3, mon
     monkeypatch.setattr(base, "LISTING_LIMIT", 10)
     assert storage.stat_many("many", keys) == expected
     assert calls.count("HeadObject") >= 2  # a long listing gives way to HEADs for the rest
+
+
+# --- what is verified ----------------------------------------------------------------------------
+
+
+def test_a_multipart_object_without_full_object_checksums_is_said_unverified(moto_s3, storage, admin, tmp_path):
+    """Sent in parts by another tool, with composite checksums of its parts (boto3's default) and a
+    multipart ETag: S3 keeps no whole-object checksum of it. The get says so, keeps the SHA-256, and
+    does not fail; an object the plugin sent in parts is verified (its full-object CRC32)."""
+    from boto3.s3.transfer import TransferConfig
+
+    source = tmp_path / "source"
+    source.write_bytes(os.urandom(12 * MiB))
+    parts = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
+    admin.upload_file(str(source), BUCKET, "theirs.bin", Config=parts)
+    assert admin.head_object(Bucket=BUCKET, Key="theirs.bin")["ETag"].endswith('-3"')
+
+    got = storage.download(BUCKET, "theirs.bin", str(tmp_path / "theirs"))
+    assert got.verified.sha256 == file_sha256(source) and got.verified.matched == ()
+    assert got.verified.describe() == (
+        "not verified: S3 keeps no whole-object checksum of it (a multipart upload without full-object checksums)"
+    )
+
+    storage_for(moto_s3, part_size=5 * MiB).upload(str(source), BUCKET, "ours.bin")
+    ours = storage.download(BUCKET, "ours.bin", str(tmp_path / "ours"))
+    assert ours.verified.matched == ("SHA-256 (sha256 metadata, x-amz-meta-sha256)", "CRC32 (S3 ChecksumCRC32)")
