@@ -81,10 +81,17 @@ class AwsAdmin(StorageAdmin):
             {
                 "Version": "2012-10-17",
                 "Statement": [
-                    # AWS checks s3:ListBucket for HeadBucket; moto checks an action of its own, s3:HeadBucket
+                    # AWS checks s3:ListBucket for HeadBucket and listings; moto 5.2.6 checks actions of its
+                    # own, named after the calls (s3:HeadBucket, s3:ListObjectsV2)
                     {
                         "Effect": "Allow",
-                        "Action": ["s3:ListBucket", "s3:HeadBucket", "s3:GetBucketLocation"],
+                        "Action": [
+                            "s3:ListBucket",
+                            "s3:ListObjectsV2",
+                            "s3:ListObjects",
+                            "s3:HeadBucket",
+                            "s3:GetBucketLocation",
+                        ],
                         "Resource": "arn:aws:s3:::*",
                     },
                     # AWS checks s3:GetObject for a HEAD of an object and s3:PutObject for each call of a
