@@ -75,7 +75,7 @@ def injected(proxy, kind) -> int:
 # -- transient faults: ridden out, counted --------------------------------------------------------
 
 
-def test_a_download_rides_out_503s_and_broken_bodies(served_case, proxy, tmp_path):
+def test_a_download_rides_out_503s_and_broken_bodies(served_case, proxy, tmp_path, record_property):
     data = os.urandom(DOWN_SIZE)
     served_case.admin.put(served_case.bucket, "faulty.bin", data)
     proxy.add(unavailable(served_case))
@@ -83,6 +83,7 @@ def test_a_download_rides_out_503s_and_broken_bodies(served_case, proxy, tmp_pat
     storage = through(served_case, proxy)
 
     got = storage.download(served_case.bucket, "faulty.bin", str(tmp_path / "target"))
+    record_property("retries", got.retries)
 
     assert file_sha256(tmp_path / "target") == sha256(data) == got.verified.sha256
     assert got.verified.matched, got.verified
@@ -90,13 +91,14 @@ def test_a_download_rides_out_503s_and_broken_bodies(served_case, proxy, tmp_pat
     assert got.retries >= injected(proxy, Status) + injected(proxy, ResetMidBody), (got.retries, proxy.requests)
 
 
-def test_an_upload_rides_out_503s_and_a_broken_request(served_case, proxy, tmp_path):
+def test_an_upload_rides_out_503s_and_a_broken_request(served_case, proxy, tmp_path, record_property):
     data = os.urandom(UP_SIZE)
     proxy.add(unavailable(served_case))
     proxy.add(ResetMidBody(after_bytes=300_000, direction="request", method="PUT", times=1))
     storage = through(served_case, proxy)
 
     sent = storage.upload(write(tmp_path / "source", data), served_case.bucket, "faulty-up.bin")
+    record_property("retries", sent.retries)
 
     assert sha256(served_case.admin.get(served_case.bucket, "faulty-up.bin")) == sha256(data) == sent.verified.sha256
     assert sent.verified.matched, sent.verified
@@ -104,7 +106,7 @@ def test_an_upload_rides_out_503s_and_a_broken_request(served_case, proxy, tmp_p
     assert sent.retries >= injected(proxy, Status) + 1, (sent.retries, proxy.requests)
 
 
-def test_a_stall_past_the_read_timeout_is_asked_again(served_case, proxy, tmp_path, monkeypatch):
+def test_a_stall_past_the_read_timeout_is_asked_again(served_case, proxy, tmp_path, monkeypatch, record_property):
     module, name, short = READ_TIMEOUTS[served_case.name]
     monkeypatch.setattr(f"{module}.{name}", short)
     data = os.urandom(DOWN_SIZE)
@@ -115,6 +117,8 @@ def test_a_stall_past_the_read_timeout_is_asked_again(served_case, proxy, tmp_pa
     started = time.monotonic()
     got = storage.download(served_case.bucket, "stalled.bin", str(tmp_path / "target"))
 
+    record_property("retries", got.retries)
+    record_property("seconds", round(time.monotonic() - started, 1))
     assert file_sha256(tmp_path / "target") == sha256(data)
     assert got.retries >= 1 and injected(proxy, Stall) == 1
     assert time.monotonic() - started < FAILURE_BOUND
@@ -173,7 +177,7 @@ def test_a_refused_upload_is_never_retried_and_leaves_no_object(served_case, pro
     assert "refused-up.bin" not in served_case.admin.keys(served_case.bucket)
 
 
-def test_a_server_gone_for_good_fails_a_download_in_bounded_time(served_case, proxy, tmp_path):
+def test_a_server_gone_for_good_fails_a_download_in_bounded_time(served_case, proxy, tmp_path, record_property):
     served_case.admin.put(served_case.bucket, "gone.bin", os.urandom(DOWN_SIZE))
     storage = through(served_case, proxy, **QUICK_FAILURE.get(served_case.name, {}))
     proxy.cut()
@@ -181,11 +185,14 @@ def test_a_server_gone_for_good_fails_a_download_in_bounded_time(served_case, pr
     started = time.monotonic()
     with pytest.raises(StorageError, match="'gone.bin'.*unreachable|unreachable.*'gone.bin'"):
         storage.download(served_case.bucket, "gone.bin", str(tmp_path / "target"))
+    record_property("seconds", round(time.monotonic() - started, 1))
     assert time.monotonic() - started < FAILURE_BOUND
     assert os.listdir(tmp_path) == []
 
 
-def test_a_server_gone_mid_upload_fails_in_bounded_time_and_leaves_no_object(served_case, proxy, tmp_path):
+def test_a_server_gone_mid_upload_fails_in_bounded_time_and_leaves_no_object(
+    served_case, proxy, tmp_path, record_property
+):
     """The relay dies as the second part (block, chunk, segment) goes up: the upload fails, saying the
     server is unreachable, and no object appears (what the dead server could not be told to drop,
     unfinished parts, stays hidden)."""
@@ -203,6 +210,7 @@ def test_a_server_gone_mid_upload_fails_in_bounded_time_and_leaves_no_object(ser
     started = time.monotonic()
     with pytest.raises(StorageError, match="'gone-up.bin'"):
         storage.upload(write(tmp_path / "source", os.urandom(UP_SIZE)), served_case.bucket, "gone-up.bin")
+    record_property("seconds", round(time.monotonic() - started, 1))
     assert time.monotonic() - started < FAILURE_BOUND
     assert len(puts) >= 2
     assert "gone-up.bin" not in served_case.admin.keys(served_case.bucket)
