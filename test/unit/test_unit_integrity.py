@@ -4,12 +4,15 @@ each cloud's use of them is test_unit_storage_integrity.py's)."""
 import base64
 import hashlib
 import os
+import threading
+import time
 import zlib
 
 import google_crc32c
 import pytest
 
 from galaxy_cloud_storage.providers.integrity import (
+    _HashingThread,
     Checksum,
     ChecksumMismatch,
     CRC32,
@@ -35,6 +38,36 @@ def fed(digests: Digests, data: bytes = DATA, piece: int = 100_000) -> Digests:
     for start in range(0, len(data), piece):
         digests.update(bytearray(data[start : start + piece]))  # SDKs and the ranged reader give bytearrays too
     return digests
+
+
+def test_a_lagging_hashing_thread_holds_the_reader_back_instead_of_piling_up_buffers():
+    """One buffer hashed, one queued, and the reader waits: in CI a queue of eight 1 MiB blocks
+    made a 40 MiB upload hold 10 MiB."""
+    release = threading.Event()
+
+    class SlowHasher:
+        def update(self, data):
+            release.wait(10)
+
+        def digest(self):
+            return b""
+
+    hashing = _HashingThread(SlowHasher())
+    handed = []
+
+    def read():
+        for block in range(4):
+            hashing.update(b"block")
+            handed.append(block)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    time.sleep(0.3)
+    assert handed == [0, 1]
+    release.set()
+    reader.join(5)
+    hashing.finish()
+    assert handed == [0, 1, 2, 3]
 
 
 @pytest.mark.parametrize("threaded", [False, True])

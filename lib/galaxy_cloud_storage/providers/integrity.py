@@ -125,11 +125,14 @@ def _hasher(algorithm: str, segments: Optional[Sequence[int]]):
 
 class _HashingThread:
     """A hasher fed through a short queue by a thread of its own: hashlib releases the GIL on large
-    buffers, so the hashes of one stream run side by side, beside the threads that read it."""
+    buffers, so the hashes of one stream run side by side, beside the threads that read it. The
+    queue holds one buffer: with eight, a reader ahead of a slow hasher held 10 MiB of 1 MiB
+    blocks (seen in CI on 2 busy cores); with one, at most the buffer read, the one queued and the
+    one being hashed are alive, and the hashers still run beside the reader."""
 
     def __init__(self, hasher) -> None:
         self.hasher = hasher
-        self.queue: "queue.Queue" = queue.Queue(maxsize=8)
+        self.queue: "queue.Queue" = queue.Queue(maxsize=1)
         self.error: Optional[BaseException] = None
         self.thread = threading.Thread(target=self._run, name="cloud-hash", daemon=True)
         self.thread.start()
