@@ -30,7 +30,8 @@ from galaxy_test.base.populators import DatasetPopulator
 from oidc_base import AliceSecretlessS3TestCase
 
 from galaxy_cloud_storage.jobs import credentials_files
-from galaxy_cloud_storage_testing.slurm_cluster import SlurmCluster
+from galaxy_cloud_storage_testing.fault_proxy import Callback
+from galaxy_cloud_storage_testing.slurm_cluster import KILL_WAIT, SlurmCluster
 
 pytestmark = pytest.mark.slurm
 
@@ -42,6 +43,20 @@ MiB = 1024 * 1024
 LARGE_SIZE = 200 * MiB
 UPLOAD_TIMEOUT = 300
 ENDED = ("ok", "error", "failed", "deleted")
+
+
+def transfer_processes(job_directory: str) -> list[int]:
+    """The pids of transfer processes whose command line names ``job_directory``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                command = fh.read().decode(errors="replace")
+        except OSError:  # not a process, or one that just ended
+            continue
+        if "galaxy_cloud_storage.transfer.job" in command and job_directory in command:
+            pids.append(int(entry))
+    return pids
 
 
 class SlurmJobsTestCase(CloudStorageTestCase):
@@ -222,7 +237,10 @@ class TestSwiftJobsInSlurm(SlurmJobsTestCase, LocalCloudTestCase):
 
 
 class TestS3WebIdentityJobsInSlurm(SlurmJobsTestCase, AliceSecretlessS3TestCase):
-    """S3 (moto) through alice's OIDC login: no stored secret anywhere."""
+    """S3 (moto) through alice's OIDC login: no stored secret anywhere. Through the fault relay,
+    which holds the cancelled send's parts back so that the cancel meets them in flight."""
+
+    through_fault_proxy = True
 
     def test_get_and_send_run_in_slurm(self):
         self.get_and_send_through_slurm()
@@ -236,6 +254,9 @@ class TestS3WebIdentityJobsInSlurm(SlurmJobsTestCase, AliceSecretlessS3TestCase)
         self.wait_for_job_ok(summary["job_id"])
         assert hashlib.sha256(self.dataset_bytes(summary["id"])).digest() == hashlib.sha256(body).digest()
 
+        # Each part held 3 s (4 at a time, 13 parts: at least 12 s of upload). Unheld, moto took
+        # the 200 MiB in about as long as a poll below, and CI once saw the send end ok before it.
+        self.fault_proxy.add(Callback(method="PUT", path=r"[?&]partNumber=", fn=lambda *_: time.sleep(3)))
         label = self.cloud_send(summary["id"])
         key, job_id = label["object"], label["job_id"]
         slurm_id = self.slurm_job_of(job_id)
@@ -247,11 +268,24 @@ class TestS3WebIdentityJobsInSlurm(SlurmJobsTestCase, AliceSecretlessS3TestCase)
         assert self.slurm.wait_for_state(slurm_id, ("CANCELLED",)) == "CANCELLED"
         assert job["state"] == "error", job
         assert "did not run to its end" in json.dumps(job)
+        # Slurm says CANCELLED, and Galaxy error, once the job script is gone; the transfer gets
+        # SIGTERM with it and unwinds for a while yet (here until its held parts return).
+        self.wait_for_transfer_to_exit(job_id, timeout=KILL_WAIT + 10)
         # Nothing was sent, nothing says it was, nothing is left half-sent, and no ticket stays.
         assert key not in self.cloud.admin.list_keys(self.cloud.bucket)
-        assert key not in self.cloud.admin.multipart_uploads(self.cloud.bucket)
+        assert key not in self.cloud.admin.multipart_uploads(self.cloud.bucket), json.dumps(job)
         assert not [line for line in (job.get("tool_stdout") or "").splitlines() if line.startswith("Sent ")], job
         assert credentials_files(self.job_directory(job_id)) == []
+
+    def wait_for_transfer_to_exit(self, job_id: str, timeout: float) -> None:
+        """Until no process runs the job's transfer (found by its job directory in /proc)."""
+        directory = self.job_directory(job_id)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not transfer_processes(directory):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"the transfer of job {job_id} still runs {timeout} s after its job ended")
 
     def wait_until_parts_go_up(self, key: str, job_id: str, timeout: float = 120) -> None:
         """Until the send's multipart upload has begun (S3 lists it): the transfer is under way."""
