@@ -43,6 +43,7 @@ from ..storage import (
     AccessDenied,
     BrokenBody,
     BucketInfo,
+    check_not_stopped,
     IntegrityError,
     JsonCredentials,
     ListedObject,
@@ -59,6 +60,8 @@ log = logging.getLogger(__name__)
 # Objects above the admin's part_size move in parts of it, CONCURRENCY at a time: memory stays
 # bounded by roughly CONCURRENCY parts whatever the object's size (invariant 8, docs/design.rst).
 CONCURRENCY = 4
+# The statuses botocore's standard retry mode asks again (5xx and throttling), besides connection errors.
+RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 DEFAULT_REGION = "us-east-1"
 # botocore's 'standard' mode retries throttling (SlowDown, 429), 500/502/503/504, resets and timeouts
 # with exponential backoff and jitter (at most 20 s a wait), never a 4xx that is not throttling.
@@ -198,6 +201,7 @@ class AwsStorage(StorageBackend):
             "s3", region_name=self.region, endpoint_url=self.endpoint_url, config=client_config
         )
         self._count_retries_of(self.client)
+        self._never_retry_or_complete_after_a_stop(self.client)
         # No "Expect: 100-continue" on uploads. botocore waits for the 100 and then reads the lines
         # after it until a blank one (awsrequest._consume_headers), which at the end of the stream
         # loops forever: a server that dies right after its 100 Continue left a job busy and hung
@@ -316,6 +320,23 @@ class AwsStorage(StorageBackend):
         self.client.delete_object(Bucket=bucket, Key=key)
 
     # -- retries ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _never_retry_or_complete_after_a_stop(client) -> None:
+        """Once the job is stopped, no call is asked again. botocore wraps whatever a request's
+        sending raises in HTTPClientError, which it retries: the stop raised by a part's body was
+        retried with backoff, 5 attempts per part, and a scancel'd send took 20 s to unwind instead
+        of 3 (test_unit_storage_faults). Raised here, the stop ends the call at once. Calls that
+        succeed or fail for good are left alone: cleanup calls (the multipart upload's abort) still
+        go, once."""
+
+        def stop_retrying(response=None, caught_exception=None, **kwargs):
+            if caught_exception is not None or (response is not None and response[0].status_code in RETRIED_STATUSES):
+                check_not_stopped()
+
+        client.meta.events.register("needs-retry.s3", stop_retrying)
+        # Nor is a multipart upload completed: its parts may all have been read before the stop.
+        client.meta.events.register("before-call.s3.CompleteMultipartUpload", lambda **kwargs: check_not_stopped())
 
     def _count_retries_of(self, client) -> None:
         """botocore creates a request for each attempt of a call: the attempts after a call's first,
