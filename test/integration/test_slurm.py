@@ -30,8 +30,9 @@ from galaxy_test.base.populators import DatasetPopulator
 from oidc_base import AliceSecretlessS3TestCase
 
 from galaxy_cloud_storage.jobs import credentials_files
+from galaxy_cloud_storage.transfer.job import STOP_GRACE
 from galaxy_cloud_storage_testing.fault_proxy import Callback
-from galaxy_cloud_storage_testing.slurm_cluster import KILL_WAIT, SlurmCluster
+from galaxy_cloud_storage_testing.slurm_cluster import SlurmCluster
 
 pytestmark = pytest.mark.slurm
 
@@ -43,6 +44,7 @@ MiB = 1024 * 1024
 LARGE_SIZE = 200 * MiB
 UPLOAD_TIMEOUT = 300
 ENDED = ("ok", "error", "failed", "deleted")
+HOLD = 3  # seconds the fault relay holds each part of the cancelled send
 
 
 def transfer_processes(job_directory: str) -> list[int]:
@@ -254,9 +256,9 @@ class TestS3WebIdentityJobsInSlurm(SlurmJobsTestCase, AliceSecretlessS3TestCase)
         self.wait_for_job_ok(summary["job_id"])
         assert hashlib.sha256(self.dataset_bytes(summary["id"])).digest() == hashlib.sha256(body).digest()
 
-        # Each part held 3 s (4 at a time, 13 parts: at least 12 s of upload). Unheld, moto took
+        # Each part held HOLD s (4 at a time, 13 parts: at least 12 s of upload). Unheld, moto took
         # the 200 MiB in about as long as a poll below, and CI once saw the send end ok before it.
-        self.fault_proxy.add(Callback(method="PUT", path=r"[?&]partNumber=", fn=lambda *_: time.sleep(3)))
+        self.fault_proxy.add(Callback(method="PUT", path=r"[?&]partNumber=", fn=lambda *_: time.sleep(HOLD)))
         label = self.cloud_send(summary["id"])
         key, job_id = label["object"], label["job_id"]
         slurm_id = self.slurm_job_of(job_id)
@@ -269,8 +271,14 @@ class TestS3WebIdentityJobsInSlurm(SlurmJobsTestCase, AliceSecretlessS3TestCase)
         assert job["state"] == "error", job
         assert "did not run to its end" in json.dumps(job)
         # Slurm says CANCELLED, and Galaxy error, once the job script is gone; the transfer gets
-        # SIGTERM with it and unwinds for a while yet (here until its held parts return).
-        self.wait_for_transfer_to_exit(job_id, timeout=KILL_WAIT + 10)
+        # SIGTERM with it and unwinds for a while yet (here until its held parts move again: about
+        # HOLD s), well within STOP_GRACE, after which it exits anyway, its cleanup undone.
+        self.wait_for_transfer_to_exit(job_id, timeout=STOP_GRACE - 5)
+        import glob
+
+        for f in glob.glob(self.job_directory(job_id) + "/outputs/*") + glob.glob(self.job_directory(job_id) + "/*.sh"):
+            print("=====", f, os.stat(f).st_mtime)
+            print(open(f, errors="replace").read()[-3000:])
         # Nothing was sent, nothing says it was, nothing is left half-sent, and no ticket stays.
         assert key not in self.cloud.admin.list_keys(self.cloud.bucket)
         assert key not in self.cloud.admin.multipart_uploads(self.cloud.bucket), json.dumps(job)

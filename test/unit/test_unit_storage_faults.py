@@ -9,11 +9,13 @@ object within a bounded time, naming it and the cause, and leave no file and no 
 """
 
 import os
+import threading
 import time
 
 import pytest
 from file_bytes import file_sha256, sha256, write
 
+from galaxy_cloud_storage.providers import storage as base
 from galaxy_cloud_storage.providers.storage import AccessDenied, IntegrityError, StorageError
 from galaxy_cloud_storage_testing.fault_proxy import (
     Callback,
@@ -214,3 +216,56 @@ def test_a_server_gone_mid_upload_fails_in_bounded_time_and_leaves_no_object(
     assert time.monotonic() - started < FAILURE_BOUND
     assert len(puts) >= 2
     assert "gone-up.bin" not in served_case.admin.keys(served_case.bucket)
+
+
+# -- a job stopped while its parts are in flight ------------------------------------------------------
+
+HOLD = 3  # seconds the relay holds each part before it reads it
+#: Parts larger than the sockets' buffers, so that a stop meets a part in the middle of its body.
+LARGE_PARTS = {
+    "aws": {"part_size": 16 * MiB},
+    "azure": {"block_size": 16 * MiB},
+    "gcp": {"chunk_size": 16 * MiB},
+    "openstack": {"segment_size": 16 * MiB},
+}
+
+
+def test_a_stopped_upload_unwinds_within_a_held_part_and_leaves_no_object(
+    served_case, proxy, tmp_path, monkeypatch, record_property
+):
+    """SIGTERM (``storage.STOPPED``) while parts are half sent, each held ``HOLD`` s by the relay:
+    the upload ends as soon as the parts in flight move again, and nothing is asked again after the
+    stop. botocore had taken the stop raised in a part's body for a failed request and retried it
+    with backoff, five times per part: a scancel'd send took 20 s to end (test_slurm)."""
+    stopped = threading.Event()
+    monkeypatch.setattr(base, "STOPPED", stopped)
+    first_part = threading.Event()
+
+    def hold(method, target, headers):
+        first_part.set()
+        time.sleep(HOLD)
+
+    proxy.add(Callback(hold, method="PUT"))
+    storage = through(served_case, proxy, **LARGE_PARTS[served_case.name])
+    source = write(tmp_path / "source", os.urandom(48 * MiB))
+    outcome = {}
+
+    def send():
+        try:
+            storage.upload(source, served_case.bucket, "stopped-up.bin")
+        except BaseException as e:
+            outcome["error"] = e
+        outcome["ended"] = time.monotonic()
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    assert first_part.wait(60)
+    time.sleep(0.5)  # the part's sender fills the socket's buffer and waits
+    stopped.set()
+    told = time.monotonic()
+    sender.join(60)
+    record_property("seconds", round(outcome["ended"] - told, 1))
+    assert isinstance(outcome.get("error"), base.TransferStopped), outcome
+    assert outcome["ended"] - told < HOLD + 3, outcome["ended"] - told
+    assert storage.take_retries("stopped-up.bin") == 0
+    assert "stopped-up.bin" not in served_case.admin.keys(served_case.bucket)
