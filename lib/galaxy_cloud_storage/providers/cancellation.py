@@ -8,6 +8,12 @@ own failure path as any error would: S3's multipart upload aborted, Azure's bloc
 uncommitted, GCS's resumable session unfinished, Swift's segments deleted, a download's partial
 file removed. Without it a cancelled send left its multipart upload
 and its parts in the bucket (test_slurm).
+
+Once stopped, nothing is asked again and nothing is completed: S3 retries no call and completes no
+multipart upload, Azure commits no block list (each backend says where). A stop raised inside a
+request's body otherwise looks like a failed request to an SDK that retries those (botocore did,
+with backoff, and a cancelled send took 20 s to unwind instead of the time its parts in flight
+needed).
 """
 
 import io
