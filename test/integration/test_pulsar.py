@@ -30,6 +30,7 @@ from oidc_base import AliceSecretlessS3TestCase
 from galaxy_cloud_storage.jobs import credentials_files
 from galaxy_cloud_storage.pulsar_recovery import end_interrupted_jobs, MESSAGE
 from galaxy_cloud_storage_testing import moto_aws, REPOSITORY
+from galaxy_cloud_storage_testing.fault_proxy import Callback
 from galaxy_cloud_storage_testing.pulsar_server import PulsarServer
 
 pytestmark = pytest.mark.pulsar
@@ -38,6 +39,7 @@ SAMPLE = os.path.join(REPOSITORY, "config_samples", "job_conf.pulsar.yml.sample"
 PULSAR_ENVIRONMENT = "pulsar_transfers"  # the sample's environment for the transfer tools
 ENDED = ("ok", "error", "failed", "deleted")
 LARGE_SIZE = 256 * 1024 * 1024  # a get that lasts long enough to stop Pulsar in the middle of it
+HOLD = 1  # seconds the fault relay holds each GET of the interrupted get's object
 BED = b"chr1\t100\t200\tpeak1\t0\t+\nchr1\t300\t400\tpeak2\t0\t-\n"
 
 
@@ -219,9 +221,11 @@ class PulsarJobsTestCase(CloudStorageTestCase):
 
 
 class TestSwiftJobsOnPulsar(PulsarJobsTestCase, LocalCloudTestCase):
-    """Swift's own v1 auth with a stored key (tempauth's tokens all begin with ``AUTH_tk``)."""
+    """Swift's own v1 auth with a stored key (tempauth's tokens all begin with ``AUTH_tk``).
+    Through the fault relay, which slows the interrupted get so that Pulsar stops in its middle."""
 
     provider = "openstack"
+    through_fault_proxy = True
 
     def setUp(self):
         super().setUp()
@@ -240,6 +244,9 @@ class TestSwiftJobsOnPulsar(PulsarJobsTestCase, LocalCloudTestCase):
         """The node goes down mid-get and comes back, with galaxy-cloud-storage-pulsar-recover run
         before Pulsar starts (README "Pulsar"): the job ends in error saying why, never ok."""
         body = os.urandom(LARGE_SIZE)
+        # Each range held HOLD s: Swift serves 256 MiB in about 1.5 s, as long as a poll below can
+        # take on a busy machine.
+        self.fault_proxy.add(Callback(method="GET", path="interrupted", fn=lambda *_: time.sleep(HOLD)))
         summary = self.start_get("large/interrupted.bin", body, file_type="data")
         del body
         job_id = summary["job_id"]
