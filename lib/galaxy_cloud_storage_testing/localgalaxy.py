@@ -131,17 +131,23 @@ def start_galaxy(command: list[str], galaxy_yml: str, log_path: str, **kwargs) -
     return start(command, log_path, os.path.dirname(galaxy_yml), {"GALAXY_CONFIG_FILE": galaxy_yml}, **kwargs)
 
 
-def session_members(sid: int) -> list[int]:
-    """Processes of session ``sid`` (Linux /proc; elsewhere none are found)."""
-    members = []
+def processes_where(predicate) -> list[int]:
+    """The pids for which ``predicate(pid)`` holds (Linux /proc; elsewhere none are found); a
+    process gone meanwhile (OSError) is left out."""
+    pids = []
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
         if entry.isdigit():
             try:
-                if os.getsid(int(entry)) == sid:
-                    members.append(int(entry))
+                if predicate(int(entry)):
+                    pids.append(int(entry))
             except OSError:
                 pass  # gone meanwhile
-    return members
+    return pids
+
+
+def session_members(sid: int) -> list[int]:
+    """Processes of session ``sid``."""
+    return processes_where(lambda pid: os.getsid(pid) == sid)
 
 
 def stop(process: subprocess.Popen, timeout: float = 30, kill_now=lambda: False) -> None:

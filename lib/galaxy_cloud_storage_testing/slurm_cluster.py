@@ -28,7 +28,6 @@ BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sc
 INSTALL_HINT = "apt-get install slurm-wlm munge"
 NODE = "localhost"
 PARTITION = "debug"
-KILL_WAIT = 5  # seconds between a cancelled job's SIGTERM and its SIGKILL
 CPUS = 2
 MEMORY_MIB = 4096  # what a job may ask for with --mem (not enforced: no cgroups)
 
@@ -66,7 +65,7 @@ SchedulerType=sched/builtin
 SlurmdParameters=config_overrides
 ReturnToService=2
 # A cancelled job's processes get SIGKILL this many seconds after SIGTERM.
-KillWait={kill_wait}
+KillWait=5
 MinJobAge=300
 NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mib} State=UNKNOWN
 PartitionName={partition} Default=YES Nodes={node} MaxTime=INFINITE State=UP
@@ -193,7 +192,6 @@ class SlurmCluster:
             "cpus": CPUS,
             "memory_mib": MEMORY_MIB,
             "partition": PARTITION,
-            "kill_wait": KILL_WAIT,
         }
         with open(self.conf_path, "w") as fh:
             fh.write(SLURM_CONF.format(**values))
